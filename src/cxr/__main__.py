@@ -1,0 +1,3 @@
+from cxr.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""The resize rule every path shares: the cache, training, prediction and the web app."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+RESIZE_RULES = ("squash",)
+
+
+def resize_square(pixels: np.ndarray, size: int, rule: str = "squash") -> np.ndarray:
+    """Whole image to `size` x `size`, aspect ratio not kept, nothing cropped.
+
+    Pillow's antialiased bilinear filter reproduces the shared Kermany 224 px copies best (mean
+    difference 2.1 grey levels over the 60 originals, bicubic 2.6, the rest being JPEG noise), so a
+    full-resolution original and its copy give the model the same input.
+    """
+    if rule not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {rule!r}; choose one of {RESIZE_RULES}")
+    if pixels.shape == (size, size):
+        return pixels
+    image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
