@@ -22,4 +22,8 @@ def test_bad_files_are_listed_and_the_rest_cached(tmp_path, damaged_folder):
     paths = [r.path for r in discover(damaged_folder).records]
     cached = PixelCache(32, root=tmp_path / "c").load(paths)
     assert len(cached) == 4
-    assert sorted(f.path.name for f in cached.failures) == ["empty.jpeg", "notes.png", "truncated.jpeg"]
+    assert sorted(f.path.name for f in cached.failures) == [
+        "empty.jpeg",
+        "notes.png",
+        "truncated.jpeg",
+    ]

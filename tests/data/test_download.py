@@ -57,8 +57,11 @@ def server(archive):
 
 
 def _remote(archive, url):
-    return replace(KERMANY, url=f"{url}/{archive.name}",
-                   sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    return replace(
+        KERMANY,
+        url=f"{url}/{archive.name}",
+        sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+    )
 
 
 def test_offline_fails_fast_with_a_clear_message(tmp_path):
@@ -88,7 +91,10 @@ def test_wrong_checksum_is_refused(tmp_path, archive, server):
 def test_unpack_into_the_standard_layout_without_overwriting(tmp_path, archive):
     counts = unpack(archive, tmp_path / "kermany")
     assert counts == {("train", "NORMAL"): 3, ("test", "PNEUMONIA"): 3}
-    files = sorted(p.relative_to(tmp_path / "kermany").parts[:2] for p in (tmp_path / "kermany").rglob("*.jpeg"))
+    files = sorted(
+        p.relative_to(tmp_path / "kermany").parts[:2]
+        for p in (tmp_path / "kermany").rglob("*.jpeg")
+    )
     assert len(files) == 6
     assert unpack(archive, tmp_path / "kermany") == counts  # same content again: fine
     victim = next((tmp_path / "kermany/train/NORMAL").glob("*.jpeg"))

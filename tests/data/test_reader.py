@@ -115,13 +115,16 @@ def test_header_only_monochrome1_is_displayed_inverted(data):
     assert np.array_equal(fake, 255 - original)
 
 
-@pytest.mark.parametrize("name", [
-    "RG1_J2KI_CR_chest_MONOCHROME1.dcm",  # JPEG 2000, 15-bit, window
-    "MR_small_16bit_window.dcm",
-    "CT_small_16bit_signed_rescale.dcm",
-    "vlut_04_VOI_LUT_sequence.dcm",
-    "MR-SIEMENS-DICOM-WithOverlays.dcm",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RG1_J2KI_CR_chest_MONOCHROME1.dcm",  # JPEG 2000, 15-bit, window
+        "MR_small_16bit_window.dcm",
+        "CT_small_16bit_signed_rescale.dcm",
+        "vlut_04_VOI_LUT_sequence.dcm",
+        "MR-SIEMENS-DICOM-WithOverlays.dcm",
+    ],
+)
 def test_high_bit_depth_dicoms_use_the_full_range(data, name):
     pixels = read_image(data / "dicom_samples" / name).pixels
     assert pixels.dtype == np.uint8

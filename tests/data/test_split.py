@@ -27,7 +27,8 @@ def test_split_is_seeded(data):
 
 
 def test_validation_never_draws_from_test(tmp_path):
-    records = [Record(tmp_path / f"{i}.png", "A", "test" if i == 3 else "train", str(i))
-               for i in range(20)]
+    records = [
+        Record(tmp_path / f"{i}.png", "A", "test" if i == 3 else "train", str(i)) for i in range(20)
+    ]
     with pytest.raises(DatasetError, match="test split"):
         grouped_split(records)

@@ -34,7 +34,7 @@ class Failure:
 
 @dataclass
 class CachedImages:
-    """Rows of a cache, in the order of the paths asked for; failed files are left out and listed."""
+    """Cached rows in the order of the paths asked for; failed files are left out and listed."""
 
     paths: list[Path]
     digests: list[str]
@@ -57,7 +57,9 @@ class PixelCache:
         self._index_file = self.folder / "index.jsonl"
         self._chunks: dict[str, np.memmap] = {}
 
-    def load(self, paths: Sequence[Path], workers: int = 0, progress: Progress | None = None) -> CachedImages:
+    def load(
+        self, paths: Sequence[Path], workers: int = 0, progress: Progress | None = None
+    ) -> CachedImages:
         """Return every path's resized pixels, decoding only what the cache does not hold yet."""
         index = self._read_index()
         digests, missing, failures = [], [], []

@@ -35,7 +35,9 @@ def decode(data: bytes, label: str, max_pixels: int):
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
         raise ImageReadError(
-            label, ImageProblem.UNSUPPORTED, f"multi-frame DICOM ({frames} frames); cxr reads "
+            label,
+            ImageProblem.UNSUPPORTED,
+            f"multi-frame DICOM ({frames} frames); cxr reads "
             "single-frame radiographs: export the frame you want as its own file",
         )
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
@@ -85,7 +87,9 @@ def _parse(data: bytes, label: str) -> pydicom.Dataset:
     except InvalidDicomError as exc:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, f"not DICOM: {exc}") from exc
     except Exception as exc:  # pydicom signals truncation with many exception types
-        raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM header unreadable: {exc}") from exc
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"DICOM header unreadable: {exc}"
+        ) from exc
     if "PixelData" not in ds:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "DICOM file holds no pixel data")
     return ds
@@ -100,7 +104,8 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
         # when the installed ones (Pillow) cannot do this bit depth: both mean "install a decoder".
         if syntax is not None and syntax.is_compressed and _NO_DECODER.search(str(exc)):
             raise ImageReadError(
-                label, ImageProblem.UNSUPPORTED,
+                label,
+                ImageProblem.UNSUPPORTED,
                 f"no installed decoder handles {syntax.name}; install {OPTIONAL_DECODERS}",
             ) from exc
         raise ImageReadError(label, ImageProblem.CORRUPT, str(exc)) from exc

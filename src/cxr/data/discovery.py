@@ -60,7 +60,9 @@ def discover(root: str | Path, scheme: LabelScheme | None = None) -> Dataset:
         split_dirs = [d for d in _subdirs(root) if d.name.lower() in SPLIT_NAMES]
         if split_dirs:
             records = [
-                rec for d in split_dirs for rec in _from_class_dirs(d, SPLIT_NAMES[d.name.lower()], scheme)
+                rec
+                for d in split_dirs
+                for rec in _from_class_dirs(d, SPLIT_NAMES[d.name.lower()], scheme)
             ]
             layout = "splits"
         else:
@@ -75,7 +77,8 @@ def discover(root: str | Path, scheme: LabelScheme | None = None) -> Dataset:
 
 def _subdirs(folder: Path) -> list[Path]:
     return sorted(
-        d for d in folder.iterdir()
+        d
+        for d in folder.iterdir()
         if d.is_dir() and not d.name.startswith(".") and d.name.lower() not in IGNORED_DIRS
     )
 

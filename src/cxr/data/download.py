@@ -1,4 +1,4 @@
-"""Fetch the Kermany archive (resumable, checksummed) and unpack any local copy into the standard layout.
+"""Fetch the Kermany archive (resumable, checksummed); unpack a local copy into the standard layout.
 
 Written on the standard library: one streamed HTTP GET with a Range header is all a resume needs.
 """
@@ -56,7 +56,9 @@ def fetch(
         return target
     part = folder / (archive.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(archive.url, headers={"Range": f"bytes={have}-"} if have else {})
+    request = urllib.request.Request(
+        archive.url, headers={"Range": f"bytes={have}-"} if have else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             resumed = response.status == 206
@@ -111,7 +113,9 @@ def unpack(zip_path: Path, to: Path) -> Counter[tuple[str, str]]:
                 continue
             target = to.joinpath(*dest.parts)
             if target.exists():
-                if target.stat().st_size != member.file_size or target.read_bytes() != zf.read(member):
+                if target.stat().st_size != member.file_size or target.read_bytes() != zf.read(
+                    member
+                ):
                     raise DownloadError(f"{target}: exists with other content; not overwritten")
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Exact duplicates by content hash: the same bytes in two places inflate counts and leak across splits."""
+"""Exact duplicates by content hash: the same bytes twice inflate counts and leak across splits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Look at a dataset before training on it: counts, patients, sizes, duplicates, unreadable files."""
+"""Look at a dataset before training on it: counts, patients, sizes, duplicates, bad files."""
 
 from __future__ import annotations
 
@@ -75,13 +75,18 @@ def summarise(dataset: Dataset, progress: Callable[[int], None] | None = None) -
     return Summary(
         root=str(dataset.root),
         layout=dataset.layout,
-        scheme=dataset.scheme.name if dataset.scheme.negative is None
+        scheme=dataset.scheme.name
+        if dataset.scheme.negative is None
         else f"{dataset.scheme.name}, {dataset.scheme.negative} vs {dataset.scheme.positive}",
         classes=dataset.classes,
         images=len(readable),
         counts={s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
-        patients={s: {c: len(g) for c, g in sorted(cg.items())} for s, cg in sorted(groups.items())},
-        imbalance_ratio=round(max(per_class.values()) / min(per_class.values()), 3) if per_class else 0.0,
+        patients={
+            s: {c: len(g) for c, g in sorted(cg.items())} for s, cg in sorted(groups.items())
+        },
+        imbalance_ratio=round(max(per_class.values()) / min(per_class.values()), 3)
+        if per_class
+        else 0.0,
         width_range=(min(widths, default=0), max(widths, default=0)),
         height_range=(min(heights, default=0), max(heights, default=0)),
         modes=dict(modes.most_common()),

@@ -1,4 +1,4 @@
-"""The one image reader: every command (training, prediction, the web app) goes through `read_image`.
+"""The one image reader: training, prediction and the web app all go through `read_image`.
 
 It turns JPEG, PNG and DICOM into one single-channel uint8 array plus the metadata later steps need,
 and refuses anything it cannot read faithfully with an `ImageReadError` naming the file and reason.
@@ -49,7 +49,7 @@ class XrayImage:
 
 
 def looks_like_image(path: Path) -> bool:
-    """Image by suffix, or a DICOM by its magic bytes whatever the suffix (PACS exports often have none)."""
+    """Image by suffix, or DICOM by magic bytes whatever the suffix (PACS exports may have none)."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
@@ -120,7 +120,7 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
 
 
 def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
-    """Grey uint8; high-bit-depth data is stretched over 0-255, colour folded to luma and flagged."""
+    """Grey uint8; high-bit-depth data stretched over 0-255, colour folded to luma and flagged."""
     if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
         raw = np.asarray(image)
         bits = 16 if image.mode.startswith("I;16") else 32
@@ -133,7 +133,9 @@ def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
     return np.asarray(rgb.convert("L"), dtype=np.uint8), 8, spread > COLOUR_SPREAD
 
 
-def stretch_to_uint8(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+def stretch_to_uint8(
+    values: np.ndarray, lo: float | None = None, hi: float | None = None
+) -> np.ndarray:
     """Map [lo, hi] (default: the data's own range) linearly onto 0-255, clipping outside it."""
     values = values.astype(np.float64)
     lo = float(values.min()) if lo is None else lo

@@ -23,12 +23,17 @@ def grouped_split(
         raise DatasetError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     test = [r.path for r in records if r.split == "test"]
     if test:
-        raise DatasetError(f"validation must not draw from a test split ({len(test)} test files given, e.g. {test[0]})")
+        raise DatasetError(
+            f"validation must not draw from a test split "
+            f"({len(test)} test files given, e.g. {test[0]})"
+        )
     n_splits = max(2, round(1 / val_fraction))
     labels = np.array([r.label for r in records])
     groups = np.array([r.group for r in records])
     if len(set(groups)) < n_splits:
-        raise DatasetError(f"{len(set(groups))} patients are too few for a {val_fraction:.0%} split")
+        raise DatasetError(
+            f"{len(set(groups))} patients are too few for a {val_fraction:.0%} split"
+        )
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_idx, val_idx = next(folds.split(np.zeros(len(records)), labels, groups))
     return [records[i] for i in train_idx], [records[i] for i in val_idx]
