@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image
 
@@ -21,3 +23,22 @@ def resize_square(pixels: np.ndarray, size: int, rule: str = "squash") -> np.nda
         return pixels
     image = Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a model expects of its input; it travels in the model file so no caller re-states it.
+
+    Grey images are fed as one channel: pretrained RGB stems are summed to one input channel, so
+    `mean`/`std` are single numbers (the average of the RGB statistics the weights learnt with).
+    """
+
+    size: int = 224
+    mean: float = 0.5
+    std: float = 0.25
+    resize: str = "squash"
+
+    def to_array(self, pixels: np.ndarray) -> np.ndarray:
+        """Grey uint8 (H, W) of any size -> normalised float32 (1, size, size)."""
+        square = resize_square(pixels, self.size, self.resize)
+        return ((square.astype(np.float32) / 255.0 - self.mean) / self.std)[None]

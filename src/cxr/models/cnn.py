@@ -1,0 +1,74 @@
+"""Our CNNs, trained from scratch: `cxr_cnn` (small, modern), `classic_cnn` (student baseline)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from cxr.data.preprocess import Preprocessing
+from cxr.models.registry import register_model
+
+
+class FeaturesHead(nn.Module):
+    """A feature extractor and a classifier head: the split that linear probing and Grad-CAM use."""
+
+    def __init__(self, features: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+@register_model(Preprocessing(size=128), target_layer="features.stage3")
+def cxr_cnn(
+    pretrained: bool = False,
+    num_classes: int = 2,
+    in_chans: int = 1,
+    width: int = 16,
+    depth: int = 4,
+    dropout: float = 0.3,
+) -> nn.Module:
+    """`depth` stages of two conv-BN-ReLU and a 2x2 max-pool, channels doubling from `width`;
+    global average pooling keeps it small (0.3 M parameters by default) and size-agnostic."""
+    stages, cin = OrderedDict(), in_chans
+    for i in range(depth):
+        cout = width * 2**i
+        block = [*_conv_bn_relu(cin, cout), *_conv_bn_relu(cout, cout), nn.MaxPool2d(2)]
+        stages[f"stage{i}"] = nn.Sequential(*block)
+        cin = cout
+    head = nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+    )
+    return FeaturesHead(nn.Sequential(stages), head)
+
+
+@register_model(Preprocessing(size=150), target_layer="features.10")
+def classic_cnn(pretrained: bool = False, num_classes: int = 2, in_chans: int = 1) -> nn.Module:
+    """The 4-block CNN of the Kermany student notebooks: 3x3 convs of 32-64-128-512 filters, each
+    followed by 2x2 max-pooling (Keras 'valid' padding), then dense 512, dropout 0.5, at 150 px."""
+    layers, cin = [], in_chans
+    for cout in (32, 64, 128, 512):
+        layers += [nn.Conv2d(cin, cout, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        cin = cout
+    features = nn.Sequential(*layers)
+    with torch.no_grad():
+        flat = features(torch.zeros(1, in_chans, 150, 150)).numel()
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(flat, 512),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(512, num_classes),
+    )
+    return FeaturesHead(features, head)

@@ -1,0 +1,69 @@
+"""One way in for every model, ours and pretrained: `create_model(name, ...)`, like timm's registry.
+
+A registered builder returns a bare `nn.Module`; the registry attaches the model's preprocessing and
+its Grad-CAM target layer so every later step reads them from the model, never from a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from cxr.data.preprocess import Preprocessing
+from cxr.errors import CxrError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Builder
+    preprocessing: Preprocessing
+    target_layer: str  # dotted module path whose activations Grad-CAM explains
+    pretrained_source: str | None  # where ImageNet (or X-ray) weights come from; None: scratch only
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    preprocessing: Preprocessing,
+    target_layer: str,
+    pretrained_source: str | None = None,
+    name: str | None = None,
+) -> Callable[[Builder], Builder]:
+    def add(builder: Builder) -> Builder:
+        key = name or builder.__name__
+        _REGISTRY[key] = ModelSpec(key, builder, preprocessing, target_layer, pretrained_source)
+        return builder
+
+    return add
+
+
+def list_models(pretrained: bool = False) -> list[str]:
+    return sorted(n for n, s in _REGISTRY.items() if not pretrained or s.pretrained_source)
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise CxrError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str, pretrained: bool = False, num_classes: int = 2, in_chans: int = 1, **kwargs
+) -> nn.Module:
+    """Build a model; `model.preprocessing` and `model.target_layer` then say how to use it."""
+    spec = model_spec(name)
+    if pretrained and spec.pretrained_source is None:
+        raise CxrError(f"{name} has no pretrained weights; it is trained from scratch")
+    model = spec.builder(
+        pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
+    )
+    model.cxr_name = name
+    model.preprocessing = spec.preprocessing
+    model.target_layer = spec.target_layer
+    return model
