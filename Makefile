@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/cxr data inspect
+	$(VENV)/bin/cxr train --config configs/quick.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests

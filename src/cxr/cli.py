@@ -183,6 +183,26 @@ def data_download(
     console.print(f"unpacked into {to}")
 
 
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config, e.g. configs/quick.yaml.")
+    ] = None,
+) -> None:
+    """Train a model; extra `key=value` arguments override the config (unknown keys are refused).
+
+    Example: cxr train --config configs/quick.yaml optim.epochs=2 data.limit=200
+    """
+    from cxr.training.config import load_config
+    from cxr.training.fit import fit
+
+    cfg = load_config(config, list(ctx.args))
+    run = fit(cfg)
+    console.print(f"run folder: {run}")
+    console.print((run / "metrics.json").read_text())
+
+
 def main() -> None:
     """Entry point: our own errors print as one clear line and exit 2, never as a traceback."""
     try:

@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +34,31 @@ class Failure:
 
 @dataclass
 class CachedImages:
-    """Cached rows in the order of the paths asked for; failed files are left out and listed."""
+    """Cached rows in the order of the paths asked for; failed files are left out and listed.
+
+    It holds chunk paths, not open maps, so DataLoader workers each map the files themselves
+    instead of receiving a pickled copy of every pixel.
+    """
 
     paths: list[Path]
     digests: list[str]
     failures: list[Failure]
-    _rows: list[tuple[np.memmap, int]]
+    size: int
+    _rows: list[tuple[Path, int]]
+    _maps: dict[Path, np.memmap] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def __getitem__(self, index: int) -> np.ndarray:
         chunk, row = self._rows[index]
-        return np.array(chunk[row])
+        if chunk not in self._maps:
+            rows = chunk.stat().st_size // (self.size * self.size)
+            self._maps[chunk] = np.memmap(chunk, np.uint8, "r", shape=(rows, self.size, self.size))
+        return np.array(self._maps[chunk][row])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}
 
 
 class PixelCache:
@@ -55,7 +67,6 @@ class PixelCache:
         self.folder = (root or cache_root()) / f"{rule}-{size}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self._index_file = self.folder / "index.jsonl"
-        self._chunks: dict[str, np.memmap] = {}
 
     def load(
         self, paths: Sequence[Path], workers: int = 0, progress: Progress | None = None
@@ -79,8 +90,8 @@ class PixelCache:
         failures += self._add(missing, index, workers, progress)
         failed = {f.path for f in failures}
         kept = [(Path(p), d) for p, d in zip(paths, digests, strict=True) if Path(p) not in failed]
-        rows = [(self._chunk(index[d][0]), index[d][1]) for _, d in kept]
-        return CachedImages([p for p, _ in kept], [d for _, d in kept], failures, rows)
+        rows = [(self.folder / index[d][0], index[d][1]) for _, d in kept]
+        return CachedImages([p for p, _ in kept], [d for _, d in kept], failures, self.size, rows)
 
     def _add(self, missing, index, workers, progress) -> list[Failure]:
         first: dict[str, Path] = {}
@@ -122,13 +133,6 @@ class PixelCache:
             entry = json.loads(line)
             index[entry["digest"]] = (entry["chunk"], entry["row"])
         return index
-
-    def _chunk(self, name: str) -> np.memmap:
-        if name not in self._chunks:
-            path = self.folder / name
-            rows = path.stat().st_size // (self.size * self.size)
-            self._chunks[name] = np.memmap(path, np.uint8, "r", shape=(rows, self.size, self.size))
-        return self._chunks[name]
 
 
 class _Inline:

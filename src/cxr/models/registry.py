@@ -23,6 +23,7 @@ class ModelSpec:
     builder: Builder
     preprocessing: Preprocessing
     target_layer: str  # dotted module path whose activations Grad-CAM explains
+    head: str  # dotted module path of the classifier: trained first, frozen never
     pretrained_source: str | None  # where ImageNet (or X-ray) weights come from; None: scratch only
 
 
@@ -32,12 +33,15 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(
     preprocessing: Preprocessing,
     target_layer: str,
+    head: str,
     pretrained_source: str | None = None,
     name: str | None = None,
 ) -> Callable[[Builder], Builder]:
     def add(builder: Builder) -> Builder:
         key = name or builder.__name__
-        _REGISTRY[key] = ModelSpec(key, builder, preprocessing, target_layer, pretrained_source)
+        _REGISTRY[key] = ModelSpec(
+            key, builder, preprocessing, target_layer, head, pretrained_source
+        )
         return builder
 
     return add
@@ -64,6 +68,8 @@ def create_model(
         pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
     )
     model.cxr_name = name
+    model.cxr_args = {"num_classes": num_classes, "in_chans": in_chans, **kwargs}
     model.preprocessing = spec.preprocessing
     model.target_layer = spec.target_layer
+    model.head_name = spec.head
     return model

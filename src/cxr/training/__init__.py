@@ -1,0 +1,1 @@
+"""Training: typed config, Lightning DataModule and LightningModule, and `fit` that writes a run."""

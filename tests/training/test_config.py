@@ -1,0 +1,35 @@
+import pytest
+
+from cxr.training.config import ConfigError, load_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: x\nmodel: {name: efficientnet_lite0, pretrained: true}\noptim: {lr: 1}\n"
+    )
+    cfg = load_config(path, ["optim.epochs=3", "data.negative=NORMAL", "trainer.devices=2"])
+    assert cfg.model.name == "efficientnet_lite0" and cfg.model.pretrained is True
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.epochs == 3 and cfg.data.negative == "NORMAL" and cfg.trainer.devices == 2
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim: {learning_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"'optim\.learning_rate'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'data\.rooot'"):
+        load_config(None, ["data.rooot=x"])
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"'optim\.epochs'"):
+        load_config(None, ["optim.epochs=many"])
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path("configs").glob("*.yaml")):
+        load_config(path)

@@ -1,0 +1,126 @@
+"""One-epoch smoke trains on a handful of real Kermany images, one per strategy."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cxr.data.reader import read_image
+from cxr.models import create_model, load_model, save_model
+from cxr.training.config import load_config
+from cxr.training.fit import fit
+
+
+def _cfg(tmp_path, data, *overrides):
+    return load_config(
+        None,
+        [
+            f"data.root={data / 'chest_xray'}",
+            "data.limit=48",
+            "data.workers=0",
+            "data.batch_size=16",
+            "optim.epochs=1",
+            "model.size=48",
+            f"runs_dir={tmp_path / 'runs'}",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path / "cache"))
+
+
+def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
+    run = fit(_cfg(tmp_path, data, "name=s"))
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "history.csv",
+        "model.pt",
+        "val_predictions.csv",
+        "metrics.json",
+    }
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert len(history) == 1 and float(history[0]["val_auroc"]) >= 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    model = load_model(run / "model.pt")
+    assert model.meta["classes"] == ["NORMAL", "PNEUMONIA"]
+    assert model.meta["threshold"]["positive_class"] == "PNEUMONIA"
+    assert 0 <= model.meta["threshold"]["value"] <= 1
+    assert model.meta["val_metrics"] == metrics
+    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
+    p = _probabilities(model, [r["path"] for r in rows])
+    assert np.allclose(p, [float(r["p_PNEUMONIA"]) for r in rows], atol=2e-6)
+    originals = sorted((data / "chest_xray_originals/train").rglob("*.jpeg"))
+    big = _probabilities(model, originals)
+    small = _probabilities(
+        model,
+        [data / "chest_xray" / p.relative_to(data / "chest_xray_originals") for p in originals],
+    )
+    assert np.abs(big - small).mean() < 0.05  # full resolution and the 224 copy agree
+    second = fit(_cfg(tmp_path, data, "name=s"))
+    assert second.name == "s-2"  # never overwrites
+
+
+def _probabilities(model, paths) -> np.ndarray:
+    x = torch.stack(
+        [torch.from_numpy(model.preprocessing.to_array(read_image(p).pixels)) for p in paths]
+    )
+    with torch.inference_mode():
+        return model(x).softmax(1)[:, 1].numpy()
+
+
+def test_finetune_pretrained_backbone(tmp_path, data):
+    run = fit(
+        _cfg(
+            tmp_path,
+            data,
+            "name=f",
+            "model.name=efficientnet_lite0",
+            "model.pretrained=true",
+            "model.strategy=finetune",
+            "optim.warmup_epochs=1",
+        )
+    )
+    assert load_model(run / "model.pt").conv_stem.in_channels == 1
+
+
+def test_linear_probe_keeps_the_backbone_frozen(tmp_path, data):
+    reference = create_model("efficientnet_lite0", pretrained=True)
+    run = fit(
+        _cfg(
+            tmp_path,
+            data,
+            "name=l",
+            "model.name=efficientnet_lite0",
+            "model.pretrained=true",
+            "model.strategy=linear_probe",
+        )
+    )
+    trained = load_model(run / "model.pt")
+    for (name, before), after in zip(
+        reference.state_dict().items(), trained.state_dict().values(), strict=True
+    ):
+        if not name.startswith("classifier"):
+            assert torch.equal(before, after), name
+    assert not torch.equal(reference.classifier.weight, trained.classifier.weight)
+
+
+def test_three_class_kermany(tmp_path, data):
+    run = fit(_cfg(tmp_path, data, "name=k3", "data.scheme=kermany3"))
+    meta = load_model(run / "model.pt").meta
+    assert meta["classes"] == ["bacterial", "normal", "viral"] and meta["threshold"] is None
+    assert {"val_auroc_bacterial", "val_auroc_viral"} <= set(meta["val_metrics"])
+
+
+def test_save_load_reproduces_predictions_exactly(tmp_path, data):
+    model = create_model("cxr_cnn").eval()
+    path = save_model(tmp_path / "m.pt", model, {"classes": ["NORMAL", "PNEUMONIA"]})
+    again = load_model(path)
+    pixels = read_image(data / "chest_xray_originals/train/NORMAL/IM-0117-0001.jpeg").pixels
+    x = torch.from_numpy(model.preprocessing.to_array(pixels))[None]
+    with torch.inference_mode():
+        assert torch.equal(model(x), again(x))
