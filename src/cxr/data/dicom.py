@@ -16,10 +16,10 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+from cxr.data.image import RASTER_SUFFIXES, ImageInfo, stretch_to_uint8
 from cxr.errors import ImageProblem, ImageReadError
 
 OPTIONAL_DECODERS = "pylibjpeg and pylibjpeg-libjpeg (pip install 'cxr[dicom]') or python-gdcm"
-RASTER_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 _NO_DECODER = re.compile(r"missing dependencies|does not support|no pixel data decoders", re.I)
 
 
@@ -27,10 +27,8 @@ def has_magic(head: bytes) -> bool:
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
-def decode(data: bytes, label: str, max_pixels: int):
+def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
     """Return (uint8 pixels, ImageInfo) for a single-frame DICOM image."""
-    from cxr.data.reader import ImageInfo  # the dataclass lives with the reader that owns it
-
     ds = _parse(data, label)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
@@ -115,8 +113,6 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
 
 def _grey_to_uint8(raw: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """Modality LUT, then VOI (LUT or window) mapped over 0-255; MONOCHROME1 inverted last."""
-    from cxr.data.reader import stretch_to_uint8
-
     values = apply_modality_lut(raw, ds)
     if ds.get("VOILUTSequence"):
         pixels = stretch_to_uint8(apply_voi_lut(values, ds))

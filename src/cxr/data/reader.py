@@ -7,45 +7,29 @@ and refuses anything it cannot read faithfully with an `ImageReadError` naming t
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cxr.data import dicom
+from cxr.data.image import (
+    DICOM_SUFFIXES,
+    RASTER_SUFFIXES,
+    ImageInfo,
+    XrayImage,
+    stretch_to_uint8,
+)
 from cxr.errors import ImageProblem, ImageReadError
+
+__all__ = ["ImageInfo", "XrayImage", "looks_like_image", "read_image", "stretch_to_uint8"]
 
 MIN_SIDE = 64
 MAX_PIXELS = 64_000_000  # 8000 x 8000; a radiograph is at most ~4300 x 3500
 MAX_FILE_BYTES = 512 * 1024 * 1024
 RASTER_FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "BMP": "bmp"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
+IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
 COLOUR_SPREAD = 12.0  # mean channel spread (grey levels) above which an RGB file is a colour photo
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What later steps may know about a file; never a patient-identifying DICOM field."""
-
-    source_format: str
-    width: int
-    height: int
-    mode: str
-    bits: int
-    is_colour: bool = False
-    modality: str | None = None
-    body_part: str | None = None
-    view_position: str | None = None
-    patient_position: str | None = None
-    transfer_syntax: str | None = None
-    group_key: str | None = None  # one-way pseudonym of DICOM PatientID, for patient grouping
-
-
-@dataclass(frozen=True)
-class XrayImage:
-    pixels: np.ndarray  # (height, width) uint8
-    info: ImageInfo
 
 
 def looks_like_image(path: Path) -> bool:
@@ -66,7 +50,7 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> XrayImage
     if not data:
         raise ImageReadError(label, ImageProblem.EMPTY, "the file has zero bytes")
     suffix = Path(label).suffix.lower()
-    if dicom.has_magic(data) or suffix in {".dcm", ".dicom"}:
+    if dicom.has_magic(data) or suffix in DICOM_SUFFIXES:
         pixels, info = dicom.decode(data, label, MAX_PIXELS)
     else:
         pixels, info = _decode_raster(data, label)
@@ -131,16 +115,3 @@ def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
     sample = np.asarray(rgb)[::4, ::4].astype(np.int16)
     spread = float((sample.max(axis=2) - sample.min(axis=2)).mean())
     return np.asarray(rgb.convert("L"), dtype=np.uint8), 8, spread > COLOUR_SPREAD
-
-
-def stretch_to_uint8(
-    values: np.ndarray, lo: float | None = None, hi: float | None = None
-) -> np.ndarray:
-    """Map [lo, hi] (default: the data's own range) linearly onto 0-255, clipping outside it."""
-    values = values.astype(np.float64)
-    lo = float(values.min()) if lo is None else lo
-    hi = float(values.max()) if hi is None else hi
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
