@@ -120,7 +120,9 @@ def plot_class_distribution(summary: Summary, out: Path) -> Path:
     ax.set_xticklabels(summary.classes)
     ax.set_ylabel("images")
     ax.set_title(f"Class distribution (imbalance {summary.imbalance_ratio:.2f} : 1)")
-    ax.legend(title="split", fontsize=8)
+    top = max((max(c.values(), default=0) for c in summary.counts.values()), default=0)
+    ax.set_ylim(0, top * 1.25 + 1)  # headroom for the bar labels and the legend
+    ax.legend(title="split", fontsize=8, loc="upper right", ncols=len(splits))
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     path = out / "class_distribution.png"
@@ -132,7 +134,7 @@ def plot_montage(dataset: Dataset, out: Path, per_class: int = 6, seed: int = 0)
     """A few random readable images per class, squashed the way the model will see them."""
     rng = random.Random(seed)
     classes = dataset.classes
-    fig = Figure(figsize=(1.6 * per_class, 1.8 * len(classes)))
+    fig = Figure(figsize=(1.6 * per_class, 2.0 * len(classes) + 0.4))
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for row, label in enumerate(classes):
         candidates = [r for r in dataset.records if r.label == label]
