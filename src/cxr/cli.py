@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Look at, cache and fetch datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+benchmark_app = typer.Typer(help="Measure speed on this machine.", no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
 
 SchemeOpt = Annotated[
     str,
@@ -201,6 +203,60 @@ def train(
     run = fit(cfg)
     console.print(f"run folder: {run}")
     console.print((run / "metrics.json").read_text())
+
+
+@benchmark_app.command("train")
+def benchmark_train(
+    models: Annotated[list[str], typer.Argument(help="Registered model names.")],
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    steps: Annotated[int, typer.Option(help="Optimiser steps timed per variant and round.")] = 5,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, one process, interleaved.
+
+    Example: cxr benchmark train cxr_cnn classic_cnn efficientnet_lite0 --out train-bench.json
+    """
+    import json
+
+    import torch
+
+    from cxr.training.benchmark import matmul_gflops, train_throughput
+
+    peak = matmul_gflops()
+    table = Table(
+        title=f"training throughput, {torch.get_num_threads()} threads; "
+        f"torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
+    )
+    for column in (
+        "model",
+        "px",
+        "precision",
+        "memory format",
+        "images/s",
+        "GFLOP/image",
+        "GFLOP/s",
+        "% of mm peak",
+    ):
+        table.add_column(column)
+    rows = []
+    for name in models:
+        for r in train_throughput(name, batch=batch, steps=steps):
+            rows.append(r.to_dict())
+            share = 100 * r.achieved_gflops / peak[r.precision]
+            table.add_row(
+                r.model,
+                str(r.size),
+                r.precision,
+                r.memory_format,
+                f"{r.images_per_s:.1f}",
+                f"{r.gflop_per_image:.2f}",
+                f"{r.achieved_gflops:.0f}",
+                f"{share:.0f} %",
+            )
+    console.print(table)
+    if out:
+        out.write_text(json.dumps({"matmul_gflops": peak, "results": rows}, indent=2))
+        console.print(f"wrote {out}")
 
 
 def main() -> None:

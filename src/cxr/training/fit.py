@@ -62,7 +62,14 @@ def fit(cfg: TrainConfig) -> Path:
     else:  # other DDP ranks write nothing; ModelCheckpoint takes rank 0's folder by broadcast
         run = Path(cfg.runs_dir) / f".{cfg.name}-rank{rank_zero_only.rank}"
     weights = data.class_weights() if cfg.data.balance == "weighted_loss" else None
-    module = XrayClassifier(model, cfg.optim, cfg.model.strategy, weights, run / "history.csv")
+    module = XrayClassifier(
+        model,
+        cfg.optim,
+        cfg.model.strategy,
+        weights,
+        run / "history.csv",
+        channels_last=cfg.trainer.channels_last,
+    )
     best = ModelCheckpoint(
         dirpath=run / "lightning", filename="best", monitor="val_auroc", mode="max", save_top_k=1
     )
@@ -85,7 +92,7 @@ def fit(cfg: TrainConfig) -> Path:
         return run
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    _finish(run, cfg, data, module.model.cpu().eval())
+    _finish(run, cfg, data, module.model.cpu().to(memory_format=torch.contiguous_format).eval())
     (run / "lightning" / "best.ckpt").unlink()  # model.pt holds the same weights, self-described
     return run
 

@@ -45,11 +45,13 @@ class XrayClassifier(L.LightningModule):
         strategy: str,
         class_weights: torch.Tensor | None,
         history: Path | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         self.model, self.optim, self.strategy, self.history = model, optim, strategy, history
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.register_buffer("class_weights", class_weights, persistent=False)
         self._head = model.get_submodule(model.head_name)
         self._head_ids = {id(p) for p in self._head.parameters()}
@@ -83,8 +85,11 @@ class XrayClassifier(L.LightningModule):
         self._started = time.perf_counter()
         self._lr = self.optimizers().param_groups[0]["lr"]
 
+    def on_fit_start(self) -> None:
+        self.model.to(memory_format=self.memory_format)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch, batch_idx):
         x, y = batch

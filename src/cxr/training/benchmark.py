@@ -1,0 +1,95 @@
+"""Training throughput of one model in one process: fp32 vs bf16 autocast, NCHW vs channels-last.
+
+All variants run interleaved in the same process, so their ratios hold on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from cxr.models import create_model
+
+
+@dataclass(frozen=True)
+class TrainSpeed:
+    model: str
+    size: int
+    batch: int
+    precision: str
+    memory_format: str
+    images_per_s: float
+    gflop_per_image: float  # training step: 3x the forward FLOPs counted by torch's FlopCounterMode
+    achieved_gflops: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _step(model, optimizer, x, y, bf16: bool) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(x).float(), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def train_throughput(
+    name: str,
+    batch: int = 32,
+    steps: int = 5,
+    rounds: int = 2,
+    size: int | None = None,
+    pretrained: bool = False,
+) -> list[TrainSpeed]:
+    torch.manual_seed(0)
+    base = create_model(name, pretrained=pretrained, num_classes=2)
+    size = size or base.preprocessing.size
+    x = torch.randn(batch, 1, size, size)
+    y = torch.randint(0, 2, (batch,))
+    # Backward is taken as twice the forward: FlopCounterMode's own backward count for the
+    # depthwise convolutions of EfficientNet came out at 14x the forward, which cannot be right.
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        copy.deepcopy(base).eval()(x[:1])
+    gflop = 3 * counter.get_total_flops() / 1e9
+    variants = {(p, f): None for p in ("fp32", "bf16") for f in ("nchw", "channels_last")}
+    setups = {}
+    for precision, fmt in variants:
+        model = copy.deepcopy(base).train()
+        memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+        model = model.to(memory_format=memory)
+        xs = x.contiguous(memory_format=memory)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        _step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
+        setups[precision, fmt] = (model, optimizer, xs)
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):  # interleaved rounds; the best round of each variant counts
+        for key, (model, optimizer, xs) in setups.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                _step(model, optimizer, xs, y, key[0] == "bf16")
+            rate = steps * batch / (time.perf_counter() - start)
+            best[key] = max(best.get(key, 0.0), rate)
+    return [
+        TrainSpeed(name, size, batch, p, f, round(r, 1), round(gflop, 3), round(r * gflop, 1))
+        for (p, f), r in best.items()
+    ]
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """This machine's dense matrix-multiply rate, the yardstick for the achieved GFLOP/s above."""
+    result = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.mm(a, b)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, b)
+        result[label] = round(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9, 1)
+    return result
