@@ -40,9 +40,6 @@ class Dataset:
     def splits(self) -> list[str | None]:
         return sorted({r.split for r in self.records}, key=lambda s: (s is not None, s or ""))
 
-    def in_split(self, split: str | None) -> list[Record]:
-        return [r for r in self.records if r.split == split]
-
     def counts(self) -> Counter[tuple[str | None, str]]:
         return Counter((r.split, r.label) for r in self.records)
 

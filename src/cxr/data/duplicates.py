@@ -6,17 +6,12 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cxr.data.discovery import Record
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    return content_hash(path.read_bytes())
 
 
 @dataclass(frozen=True)

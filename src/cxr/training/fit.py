@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -18,7 +17,8 @@ from torch.utils.data import DataLoader
 from cxr.models import create_model, model_spec, save_model
 from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
-from cxr.training.module import XrayClassifier, auroc
+from cxr.training.metrics import auroc, one_vs_rest_auroc
+from cxr.training.module import XrayClassifier
 from cxr.training.thresholds import choose_threshold
 
 
@@ -124,7 +124,7 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
             "val_accuracy_at_threshold": float((decided == truth.astype(bool)).mean()),
         }
     else:
-        metrics |= {f"val_auroc_{c}": float(_one_vs_rest(y, p, i)) for i, c in enumerate(classes)}
+        metrics |= {f"val_auroc_{c}": one_vs_rest_auroc(y, p, i) for i, c in enumerate(classes)}
     by_path = {r.path: r for r in data.val_records}
     with (run / "val_predictions.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -145,10 +145,3 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
             "val_metrics": metrics,
         },
     )
-
-
-def _one_vs_rest(y: np.ndarray, p: np.ndarray, index: int) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    truth = (y == index).astype(int)
-    return roc_auc_score(truth, p[:, index]) if 0 < truth.sum() < len(truth) else float("nan")

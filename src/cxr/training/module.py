@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from cxr.training.config import OptimConfig
+from cxr.training.metrics import auroc
 
 STRATEGIES = ("scratch", "finetune", "linear_probe")
 HISTORY_FIELDS = [
@@ -26,15 +25,6 @@ HISTORY_FIELDS = [
     "lr",
     "seconds",
 ]
-
-
-def auroc(targets: np.ndarray, probs: np.ndarray) -> float:
-    """Binary AUROC on the second class, or macro one-vs-rest; NaN when a class is absent."""
-    if len(np.unique(targets)) < probs.shape[1]:
-        return float("nan")
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(targets, probs[:, 1]))
-    return float(roc_auc_score(targets, probs, multi_class="ovr", average="macro"))
 
 
 class XrayClassifier(L.LightningModule):
