@@ -7,6 +7,7 @@ from skimage import data as photos
 from cxr.errors import CxrError
 from cxr.models import create_model, list_models
 from cxr.models.weights import WeightsError
+from cxr.models.xrv import weights_file
 
 CATS = range(281, 286)  # ImageNet's domestic cats; 285 is "Egyptian cat"
 
@@ -84,3 +85,33 @@ def test_unknown_model_and_scratch_only_models():
         create_model("nope")
     with pytest.raises(CxrError, match="no pretrained weights"):
         create_model("cxr_cnn", pretrained=True)
+
+
+def test_xrv_weights_load_from_its_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CXR_OFFLINE", "1")
+    import torchxrayvision as xrv
+
+    torch.manual_seed(2)
+    saved = xrv.models.DenseNet(weights=None, num_classes=18, in_channels=1)
+    path = weights_file()
+    assert path.parent == tmp_path / ".torchxrayvision" / "models_data"
+    path.parent.mkdir(parents=True)
+    torch.save(saved, path)  # xrv's own format: the pickled module
+    model = create_model("xrv_densenet121", pretrained=True)
+    assert torch.equal(model.features.conv0.weight, saved.features.conv0.weight)
+    assert model.classifier.out_features == 2 and model.op_threshs is None
+    prep = model.preprocessing
+    assert (0 - prep.mean) / prep.std == -1024 and (1 - prep.mean) / prep.std == 1024
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 1, 64, 64)).shape == (1, 2)  # no forced 224 resize
+
+
+def test_missing_xrv_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CXR_OFFLINE", "1")
+    with pytest.raises(WeightsError) as caught:
+        create_model("xrv_densenet121", pretrained=True)
+    message = str(caught.value)
+    assert weights_file().name in message and str(weights_file().parent) in message
+    assert weights_file().name.startswith("nih-pc-chex")

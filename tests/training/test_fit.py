@@ -1,15 +1,19 @@
 """One-epoch smoke trains on a handful of real Kermany images, one per strategy."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from cxr.data.cache import PixelCache
 from cxr.data.reader import read_image
 from cxr.models import create_model, load_model, save_model
 from cxr.training.config import load_config
+from cxr.training.datamodule import CachedXrays
+from cxr.training.features import head_inputs
 from cxr.training.fit import fit
 
 
@@ -124,3 +128,24 @@ def test_save_load_reproduces_predictions_exactly(tmp_path, data):
     x = torch.from_numpy(model.preprocessing.to_array(pixels))[None]
     with torch.inference_mode():
         assert torch.equal(model(x), again(x))
+
+
+def test_head_inputs_are_what_the_head_sees(data):
+    model = create_model("efficientnet_lite0", pretrained=True).eval()
+    paths = sorted((data / "chest_xray/train/NORMAL").glob("*.jpeg"))[:6]
+    prep = dataclasses.replace(model.preprocessing, size=64)
+    images = CachedXrays(PixelCache(64, prep.resize).load(paths), [0] * 6, prep, None)
+    features = head_inputs(model, images, torch.device("cpu"), 4, 0, bf16=False)
+    assert features.shape == (6, 1280)
+    x = torch.stack([images[i][0] for i in range(6)])
+    with torch.inference_mode():
+        assert torch.allclose(model.classifier(features), model(x), atol=1e-5)
+
+
+def test_same_seed_same_model_on_cpu(tmp_path, data):
+    first = load_model(fit(_cfg(tmp_path, data, "name=d", "data.workers=1")) / "model.pt")
+    second = load_model(fit(_cfg(tmp_path, data, "name=d", "data.workers=1")) / "model.pt")
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    other = load_model(fit(_cfg(tmp_path, data, "name=d", "data.seed=1")) / "model.pt")
+    assert not torch.equal(first.head[-1].weight, other.head[-1].weight)

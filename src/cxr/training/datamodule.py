@@ -64,6 +64,8 @@ class CachedXrays(Dataset):
 
 
 class XrayDataModule(L.LightningDataModule):
+    features_only = False  # True where a subclass serves backbone features instead of images
+
     def __init__(self, cfg: DataConfig, prep: Preprocessing) -> None:
         super().__init__()
         self.cfg, self.prep = cfg, prep
@@ -86,8 +88,9 @@ class XrayDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         cache = PixelCache(self.prep.size, self.prep.resize)
-        self.train_set = self._dataset(cache, self.train_records, augment=self.cfg.augment)
-        self.val_set = self._dataset(cache, self.val_records, augment=False)
+        augment = self.cfg.augment and not self.features_only
+        self.train_set = self._dataset(cache, self.train_records, augment=augment)
+        self.val_set = self.val_images = self._dataset(cache, self.val_records, augment=False)
 
     def _dataset(self, cache: PixelCache, records: list[Record], augment: bool) -> CachedXrays:
         images = cache.load([r.path for r in records], workers=self.cfg.workers)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from cxr.models import create_model, model_spec, save_model
 from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
+from cxr.training.features import ProbeDataModule
 from cxr.training.metrics import auroc, one_vs_rest_auroc
 from cxr.training.module import XrayClassifier
 from cxr.training.thresholds import choose_threshold
@@ -47,7 +48,11 @@ def fit(cfg: TrainConfig) -> Path:
     prep = spec.preprocessing
     if cfg.model.size:
         prep = dataclasses.replace(prep, size=cfg.model.size)
-    data = XrayDataModule(cfg.data, prep)
+    if cfg.model.strategy == "linear_probe":
+        bf16 = "bf16" in str(cfg.trainer.precision)
+        data = ProbeDataModule(cfg.data, prep, bf16, cfg.trainer.channels_last)
+    else:
+        data = XrayDataModule(cfg.data, prep)
     model = create_model(
         cfg.model.name,
         pretrained=cfg.model.pretrained,
@@ -100,7 +105,7 @@ def fit(cfg: TrainConfig) -> Path:
 def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
     """Validation predictions of the best epoch, the threshold chosen on them, and model.pt."""
     probs, targets = [], []
-    loader = DataLoader(data.val_set, batch_size=cfg.data.batch_size, num_workers=0)
+    loader = DataLoader(data.val_images, batch_size=cfg.data.batch_size, num_workers=0)
     with torch.inference_mode():
         for x, y in loader:
             probs.append(model(x).float().softmax(1))
@@ -129,7 +134,7 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
     with (run / "val_predictions.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "patient", "label", *[f"p_{c}" for c in classes]])
-        for path, row in zip(data.val_set.images.paths, p, strict=True):
+        for path, row in zip(data.val_images.images.paths, p, strict=True):
             record = by_path[path]
             writer.writerow([str(path), record.group, record.label, *[f"{v:.6f}" for v in row]])
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -79,6 +79,8 @@ class XrayClassifier(L.LightningModule):
         self.model.to(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strategy == "linear_probe":  # x holds the head's inputs (cxr.training.features)
+            return self._head(x)
         return self.model(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch, batch_idx):

@@ -1,0 +1,90 @@
+"""Linear probing's fast path: a frozen backbone gives the same features every epoch, so each image
+goes through it once and the head trains on those features (no augmentation: it would change them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cxr.data.preprocess import Preprocessing
+from cxr.training.config import DataConfig
+from cxr.training.datamodule import CachedXrays, XrayDataModule
+
+
+class HeadInputs(Dataset):
+    def __init__(self, features: torch.Tensor, targets: list[int]) -> None:
+        self.features, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.features[index], self.targets[index]
+
+
+@torch.inference_mode()
+def head_inputs(
+    model: nn.Module,
+    images: CachedXrays,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    bf16: bool,
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """What the model's head receives for each image, from the backbone in eval mode."""
+    head = model.get_submodule(model.head_name)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _, args: captured.append(args[0].float().cpu()))
+    was_training = model.training
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.eval().to(device, memory_format=layout)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    try:
+        loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
+        with autocast:
+            for x, _ in loader:
+                model(x.to(device).contiguous(memory_format=layout))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+class ProbeDataModule(XrayDataModule):
+    """Serves head inputs of the model being trained instead of images; `val_images` stays for
+    the final full-model pass."""
+
+    features_only = True
+
+    def __init__(
+        self, cfg: DataConfig, prep: Preprocessing, bf16: bool, channels_last: bool
+    ) -> None:
+        super().__init__(cfg, prep)
+        self.bf16, self.channels_last = bf16, channels_last
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        model = self.trainer.lightning_module.model
+        device = self.trainer.strategy.root_device
+        for name in ("train_set", "val_set"):
+            images = getattr(self, name)
+            features = head_inputs(
+                model,
+                images,
+                device,
+                self.cfg.batch_size,
+                self.cfg.workers,
+                self.bf16,
+                self.channels_last,
+            )
+            setattr(self, name, HeadInputs(features, images.targets))
+
+    def _loader(self, dataset, shuffle, sampler) -> DataLoader:
+        return DataLoader(dataset, self.cfg.batch_size, shuffle=shuffle, sampler=sampler)
