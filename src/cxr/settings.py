@@ -17,6 +17,14 @@ def data_root() -> Path:
     return shared if shared.is_dir() else Path("data")
 
 
+def resolve_data(root: str | Path) -> Path:
+    """A dataset path as given, else relative to `data_root()` ("chest_xray" in a config)."""
+    path = Path(root).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return data_root() / path
+
+
 def cache_root() -> Path:
     """`$CXR_CACHE`, else the user's cache folder: decoded pixels can be re-made."""
     if env := os.environ.get(CACHE_ENV):

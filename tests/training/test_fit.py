@@ -10,9 +10,10 @@ import torch
 
 from cxr.data.cache import PixelCache
 from cxr.data.reader import read_image
+from cxr.data.xrays import CachedXrays
+from cxr.inference.probabilities import probabilities
 from cxr.models import create_model, load_model, save_model
 from cxr.training.config import load_config
-from cxr.training.datamodule import CachedXrays
 from cxr.training.features import head_inputs
 from cxr.training.fit import fit
 
@@ -74,7 +75,7 @@ def _probabilities(model, paths) -> np.ndarray:
         [torch.from_numpy(model.preprocessing.to_array(read_image(p).pixels)) for p in paths]
     )
     with torch.inference_mode():
-        return model(x).softmax(1)[:, 1].numpy()
+        return probabilities(model, x)[:, 1].numpy()
 
 
 def test_finetune_pretrained_backbone(tmp_path, data):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from cxr.data.discovery import Record
+from cxr.data.discovery import Dataset, Record
 from cxr.errors import DatasetError
 
 
@@ -37,3 +40,29 @@ def grouped_split(
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_idx, val_idx = next(folds.split(np.zeros(len(records)), labels, groups))
     return [records[i] for i in train_idx], [records[i] for i in val_idx]
+
+
+def training_split(
+    dataset: Dataset, val_fraction: float, seed: int, limit: int | None = None
+) -> tuple[list[Record], list[Record]]:
+    """A training run's train and validation records, rebuilt the same way by `cxr evaluate`:
+    the train split (or an unsplit folder) grouped by patient, then a seeded subset if `limit`."""
+    pool = [r for r in dataset.records if r.split in {"train", None}]
+    if not pool:
+        raise DatasetError(f"{dataset.root}: no training images (a train/ split or class folders)")
+    train, val = grouped_split(pool, val_fraction, seed)
+    if limit:  # a seeded random subset keeps every class present
+        rng = random.Random(seed)
+        train = rng.sample(train, min(limit, len(train)))
+        val = rng.sample(val, min(max(limit // 2, 8), len(val)))
+    return train, val
+
+
+def split_fingerprint(train: Sequence[Record], val: Sequence[Record], root: Path) -> str:
+    """Which training and validation files, with which labels: enough to tell two runs apart, and
+    to check that `cxr evaluate` rebuilt the very validation split a model was chosen on."""
+    digest = hashlib.sha256()
+    for side, records in (("train", train), ("val", val)):
+        for r in sorted(records, key=lambda r: str(r.path)):
+            digest.update(f"{side}\t{r.path.relative_to(root)}\t{r.label}\n".encode())
+    return digest.hexdigest()[:16]

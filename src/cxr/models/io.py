@@ -56,4 +56,5 @@ def load_model(path: str | Path) -> nn.Module:
     model.load_state_dict(payload["state_dict"])
     model.preprocessing = Preprocessing(**payload["preprocessing"])
     model.meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    model.temperature = float(payload.get("temperature") or 1.0)
     return model.eval()

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections import Counter
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from torchvision.transforms import v2
 
-from cxr.data.cache import CachedImages, PixelCache
+from cxr.data.cache import PixelCache
 from cxr.data.discovery import Record, discover
 from cxr.data.labels import LabelScheme
 from cxr.data.preprocess import Preprocessing
-from cxr.data.split import grouped_split
-from cxr.errors import DatasetError
-from cxr.settings import data_root
+from cxr.data.split import split_fingerprint, training_split
+from cxr.data.xrays import CachedXrays
+from cxr.settings import resolve_data
 from cxr.training.config import DataConfig
-
-
-def resolve_root(root: str) -> Path:
-    path = Path(root).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    return data_root() / path
 
 
 def augmentation(size: int, hflip: bool) -> v2.Transform:
@@ -42,48 +32,17 @@ def augmentation(size: int, hflip: bool) -> v2.Transform:
     return v2.Compose(steps)
 
 
-class CachedXrays(Dataset):
-    def __init__(
-        self,
-        images: CachedImages,
-        targets: list[int],
-        prep: Preprocessing,
-        transform: v2.Transform | None,
-    ) -> None:
-        self.images, self.targets, self.prep, self.transform = images, targets, prep, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        x = torch.from_numpy(self.images[index])[None]  # (1, size, size) uint8
-        if self.transform is not None:
-            x = self.transform(x)
-        x = (x.float() / 255.0 - self.prep.mean) / self.prep.std
-        return x, self.targets[index]
-
-
 class XrayDataModule(L.LightningDataModule):
     features_only = False  # True where a subclass serves backbone features instead of images
 
     def __init__(self, cfg: DataConfig, prep: Preprocessing) -> None:
         super().__init__()
         self.cfg, self.prep = cfg, prep
-        dataset = discover(resolve_root(cfg.root), LabelScheme(cfg.scheme, cfg.negative))
-        pool = [r for r in dataset.records if r.split in {"train", None}]
-        if not pool:
-            raise DatasetError(
-                f"{dataset.root}: no training images (a train/ split or class folders)"
-            )
-        self.classes = sorted({r.label for r in pool})
-        self.train_records, self.val_records = grouped_split(pool, cfg.val_fraction, cfg.seed)
-        if cfg.limit:  # a seeded random subset keeps every class present
-            rng = random.Random(cfg.seed)
-            self.train_records = rng.sample(
-                self.train_records, min(cfg.limit, len(self.train_records))
-            )
-            n_val = min(max(cfg.limit // 2, 8), len(self.val_records))
-            self.val_records = rng.sample(self.val_records, n_val)
+        dataset = discover(resolve_data(cfg.root), LabelScheme(cfg.scheme, cfg.negative))
+        self.train_records, self.val_records = training_split(
+            dataset, cfg.val_fraction, cfg.seed, cfg.limit
+        )
+        self.classes = sorted({r.label for r in dataset.records if r.split in {"train", None}})
         self.root = dataset.root
 
     def setup(self, stage: str | None = None) -> None:
@@ -106,12 +65,7 @@ class XrayDataModule(L.LightningDataModule):
         return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
     def fingerprint(self) -> str:
-        """Which training and validation files, with which labels: enough to tell two runs apart."""
-        digest = hashlib.sha256()
-        for side, records in (("train", self.train_records), ("val", self.val_records)):
-            for r in sorted(records, key=lambda r: str(r.path)):
-                digest.update(f"{side}\t{r.path.relative_to(self.root)}\t{r.label}\n".encode())
-        return digest.hexdigest()[:16]
+        return split_fingerprint(self.train_records, self.val_records, self.root)
 
     def train_dataloader(self) -> DataLoader:
         sampler, shuffle = None, True

@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cxr.data.preprocess import Preprocessing
+from cxr.data.xrays import CachedXrays
 from cxr.training.config import DataConfig
-from cxr.training.datamodule import CachedXrays, XrayDataModule
+from cxr.training.datamodule import XrayDataModule
 
 
 class HeadInputs(Dataset):

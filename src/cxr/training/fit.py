@@ -8,32 +8,22 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch.utils.data import DataLoader
 
+from cxr.evaluation.calibration import fit_temperature, scale
+from cxr.evaluation.metrics import auroc, expected_calibration_error, one_vs_rest_auroc
+from cxr.inference.probabilities import logits_of
 from cxr.models import create_model, model_spec, save_model
+from cxr.outputs import new_output_dir
 from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
 from cxr.training.features import ProbeDataModule
-from cxr.training.metrics import auroc, one_vs_rest_auroc
 from cxr.training.module import XrayClassifier
 from cxr.training.thresholds import choose_threshold
-
-
-def new_run_dir(runs: Path, name: str) -> Path:
-    """`runs/<name>`, or `<name>-2`, `-3`...: a new run never overwrites an old one."""
-    runs.mkdir(parents=True, exist_ok=True)
-    for k in range(1, 10_000):
-        path = runs / (name if k == 1 else f"{name}-{k}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{runs}: too many runs named {name}")
 
 
 def positive_index(classes: list[str]) -> int:
@@ -62,7 +52,7 @@ def fit(cfg: TrainConfig) -> Path:
     )
     model.preprocessing = prep
     if rank_zero_only.rank == 0:
-        run = new_run_dir(Path(cfg.runs_dir), cfg.name)
+        run = new_output_dir(Path(cfg.runs_dir), cfg.name)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     else:  # other DDP ranks write nothing; ModelCheckpoint takes rank 0's folder by broadcast
         run = Path(cfg.runs_dir) / f".{cfg.name}-rank{rank_zero_only.rank}"
@@ -103,17 +93,19 @@ def fit(cfg: TrainConfig) -> Path:
 
 
 def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
-    """Validation predictions of the best epoch, the threshold chosen on them, and model.pt."""
-    probs, targets = [], []
-    loader = DataLoader(data.val_images, batch_size=cfg.data.batch_size, num_workers=0)
-    with torch.inference_mode():
-        for x, y in loader:
-            probs.append(model(x).float().softmax(1))
-            targets.append(y)
-    p, y = torch.cat(probs).numpy(), torch.cat(targets).numpy()
+    """Validation predictions of the best epoch, calibrated by a temperature fitted on them, the
+    threshold chosen on the calibrated probabilities, and model.pt holding all of it."""
+    logits = logits_of(model, data.val_images, cfg.data.batch_size)
+    y = np.asarray(data.val_images.targets)
+    model.temperature = fit_temperature(logits, y)
+    raw, p = scale(logits, 1.0), scale(logits, model.temperature)
     classes = data.classes
     threshold = None
-    metrics = {"val_auroc": auroc(y, p), "val_accuracy": float((p.argmax(1) == y).mean())}
+    metrics = {
+        "val_auroc": auroc(y, p),
+        "val_accuracy": float((p.argmax(1) == y).mean()),
+        "temperature": model.temperature,
+    }
     if len(classes) == 2:
         pos = positive_index(classes)
         truth = (y == pos).astype(int)
@@ -127,6 +119,8 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
             "val_sensitivity": float(decided[truth == 1].mean()),
             "val_specificity": float((~decided[truth == 0]).mean()),
             "val_accuracy_at_threshold": float((decided == truth.astype(bool)).mean()),
+            "val_ece_uncalibrated": expected_calibration_error(truth, raw[:, pos]),
+            "val_ece": expected_calibration_error(truth, p[:, pos]),
         }
     else:
         metrics |= {f"val_auroc_{c}": one_vs_rest_auroc(y, p, i) for i, c in enumerate(classes)}
@@ -147,6 +141,8 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
             "threshold": threshold,
             "data_fingerprint": data.fingerprint(),
             "strategy": cfg.model.strategy,
+            "temperature": model.temperature,
+            "data": dataclasses.asdict(cfg.data),
             "val_metrics": metrics,
         },
     )

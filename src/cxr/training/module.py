@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxr.evaluation.metrics import auroc
 from cxr.training.config import OptimConfig
-from cxr.training.metrics import auroc
 
 STRATEGIES = ("scratch", "finetune", "linear_probe")
 HISTORY_FIELDS = [

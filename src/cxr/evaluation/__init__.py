@@ -1,0 +1,1 @@
+"""Honest evaluation: metrics with intervals, calibration, paired comparison, the report."""

@@ -1,0 +1,196 @@
+"""The evaluation figures, each a matplotlib Figure built from Predictions (or a run's history),
+so `evaluate` saves them as PNG and `report` embeds the very same drawings."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+from cxr.data.reader import read_image
+from cxr.errors import CxrError
+from cxr.evaluation.predictions import Predictions
+
+
+def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
+    """(label, truth, score, operating threshold): the positive class of a binary model, else each
+    class against the rest."""
+    if p.binary:
+        value = p.threshold["value"] if p.threshold else None
+        truth = (p.targets == p.positive).astype(int)
+        return [(p.name, truth, p.probs[:, p.positive], value)]
+    return [
+        (f"{p.name}: {c}", (p.targets == i).astype(int), p.probs[:, i], None)
+        for i, c in enumerate(p.classes)
+    ]
+
+
+def roc_figure(models: list[Predictions]) -> Figure:
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    for k, p in enumerate(models):
+        for label, truth, s, value in _curves_of(p):
+            fpr, tpr, _ = roc_curve(truth, s)
+
+            line = ax.plot(fpr, tpr, label=f"{label} (AUROC {auc(fpr, tpr):.3f})")[0]
+            if value is not None:
+                decided = s >= value
+                sens = decided[truth == 1].mean()
+                fpr_at = decided[truth == 0].mean()
+                ax.plot(fpr_at, sens, "o", color=line.get_color(), markersize=8)
+                ax.annotate(
+                    f"threshold {value:.3g}\nsens {sens:.2f}, spec {1 - fpr_at:.2f}",
+                    (fpr_at, sens),
+                    xytext=(14, -30 - 28 * k),
+                    textcoords="offset points",
+                    fontsize=8,
+                )
+    ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
+    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity", title="ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pr_figure(models: list[Predictions]) -> Figure:
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    for p in models:
+        for label, truth, s, _ in _curves_of(p):
+            precision, recall, _ = precision_recall_curve(truth, s)
+            ax.plot(recall, precision, label=f"{label} (prevalence {truth.mean():.2f})")
+    ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_figure(p: Predictions) -> Figure:
+    """Sensitivity, specificity and precision against the threshold; the frozen one marked."""
+    if p.binary:
+        truth, s = (p.targets == p.positive).astype(int), p.probs[:, p.positive]
+        what = p.classes[p.positive]
+    else:
+        view = p.abnormal_view()
+        if view is None:
+            raise CxrError(f"{p.name}: no binary view (no 'normal' class)")
+        (truth, s), what = view, "not normal"
+    grid = np.linspace(0, 1, 201)
+    decided = s[None, :] >= grid[:, None]
+    sens = (decided & (truth == 1)).sum(1) / max(truth.sum(), 1)
+    spec = (~decided & (truth == 0)).sum(1) / max((truth == 0).sum(), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = (decided & (truth == 1)).sum(1) / decided.sum(1)
+    fig = Figure(figsize=(5.6, 4.0))
+    ax = fig.subplots()
+    ax.plot(grid, sens, label="sensitivity (recall)")
+    ax.plot(grid, spec, label="specificity")
+    ax.plot(grid, prec, label="precision (PPV)")
+    if p.binary and p.threshold:
+        ax.axvline(p.threshold["value"], color="black", linestyle="--", linewidth=1)
+        ax.text(p.threshold["value"], 0.5, " chosen threshold", fontsize=8)
+    ax.set(xlabel=f"threshold on P({what})", ylabel="rate", title="Trade-off against threshold")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(p: Predictions) -> Figure:
+    y, d, k = p.targets, p.decisions(), len(p.classes)
+    counts = np.array([[int(((y == t) & (d == q)).sum()) for q in range(k)] for t in range(k)])
+    rates = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
+    fig = Figure(figsize=(4.2 * 2 + 0.6 * k, 3.2 + 0.4 * k))
+    panels = ((counts, "counts", "d"), (rates, "share of each true class", ".2f"))
+    for ax, (values, title, fmt) in zip(fig.subplots(1, 2), panels, strict=True):
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for t in range(k):
+            for q in range(k):
+                colour = "white" if rates[t, q] > 0.6 else "black"
+                ax.text(q, t, format(values[t, q], fmt), ha="center", va="center", color=colour)
+        ax.set_xticks(range(k), p.classes, rotation=30, ha="right")
+        ax.set_yticks(range(k), p.classes)
+        ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix: {title}")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(p: Predictions, bins: int = 10) -> Figure:
+    """Observed frequency against predicted probability (positive class, or the arg-max's
+    confidence for a multi-class model), with how many predictions each bin holds."""
+    if p.binary:
+        truth, s = (p.targets == p.positive).astype(int), p.probs[:, p.positive]
+        what = f"P({p.classes[p.positive]})"
+    else:
+        s, truth, what = p.probs.max(1), (p.probs.argmax(1) == p.targets).astype(int), "confidence"
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    centres, observed, counts = [], [], []
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            centres.append(s[inside].mean())
+            observed.append(truth[inside].mean())
+            counts.append(int(inside.sum()))
+    fig = Figure(figsize=(5.2, 4.8))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    ax.plot(centres, observed, "o-", label=p.name)
+    for x, y, n in zip(centres, observed, counts, strict=True):
+        ax.annotate(str(n), (x, y), xytext=(4, -10), textcoords="offset points", fontsize=7)
+    ax.set(xlabel=f"predicted {what}", ylabel="observed frequency", title="Reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_figure(history: Path) -> Figure:
+    """Training against validation per epoch: a widening loss gap is over-fitting."""
+    with history.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+
+    def series(key: str) -> list[float]:
+        return [float(r[key]) if r.get(key) else np.nan for r in rows]
+
+    fig = Figure(figsize=(11, 3.4))
+    axes = fig.subplots(1, 3)
+    for ax, key, title in zip(axes[:2], ("loss", "acc"), ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, series(f"train_{key}"), "o-", label="train")
+        ax.plot(epochs, series(f"val_{key}"), "o-", label="validation")
+        ax.set(xlabel="epoch", title=title)
+        ax.legend(fontsize=8)
+    axes[2].plot(epochs, series("val_auroc"), "o-", color="C1", label="validation")
+    best = int(np.nanargmax(series("val_auroc")))
+    axes[2].plot(epochs[best], series("val_auroc")[best], "*", markersize=14, color="C3")
+    axes[2].set(xlabel="epoch", title="validation AUROC (star: kept)")
+    fig.tight_layout()
+    return fig
+
+
+def errors_figure(p: Predictions, count: int = 8) -> Figure:
+    """The most confident mistakes, to look at before trusting the model."""
+    d = p.decisions()
+    wrong = np.flatnonzero(d != p.targets)
+    confidence = p.probs[wrong, d[wrong]]
+    picked = wrong[np.argsort(-confidence)][:count]
+    fig = Figure(figsize=(1.9 * max(len(picked), 1), 2.5))
+    if not len(picked):
+        fig.text(0.5, 0.5, "no errors", ha="center")
+        return fig
+    for ax, i in zip(fig.subplots(1, len(picked), squeeze=False)[0], picked, strict=True):
+        try:
+            ax.imshow(read_image(p.paths[i]).pixels, cmap="gray")
+        except CxrError:
+            ax.text(0.5, 0.5, "unreadable", ha="center")
+        ax.set_title(
+            f"{Path(p.paths[i]).name[:18]}\ntrue {p.labels[i]}\n"
+            f"said {p.classes[d[i]]} ({p.probs[i, d[i]]:.2f})",
+            fontsize=7,
+        )
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,276 @@
+"""`cxr report`: one self-contained HTML file per study. Every sentence in its conclusions comes
+from a rule over the numbers (`conclusions`), never from free text."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from matplotlib.figure import Figure
+
+from cxr.data.discovery import discover
+from cxr.data.inspect import Summary, plot_class_distribution, summarise
+from cxr.data.labels import LabelScheme
+from cxr.errors import CxrError
+from cxr.evaluation import plots
+from cxr.evaluation.compare import Comparison, compare
+from cxr.evaluation.predictions import Predictions, load_predictions, score
+from cxr.settings import resolve_data
+
+SIGNIFICANCE = 0.05
+
+
+@dataclass
+class Section:
+    """One evaluation: a model on one set of images."""
+
+    predictions: Predictions
+    scores: dict
+    figures: dict[str, str]  # title -> data URI
+
+
+@dataclass
+class ModelCard:
+    name: str
+    architecture: str
+    args: dict
+    preprocessing: dict
+    strategy: str
+    fingerprint: str
+    threshold: dict | None
+    temperature: float
+    versions: dict
+    data: dict
+    learning_curves: str | None
+    overfitting: str | None
+    sections: list[Section] = field(default_factory=list)
+
+
+def data_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def overfitting(history: Path) -> str | None:
+    """Read the learning curves the way a reviewer would: where validation peaked and whether
+    validation loss rose while training loss kept falling."""
+    with history.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if len(rows) < 2:
+        return None
+    val_loss = np.array([float(r["val_loss"]) for r in rows])
+    train_loss = np.array([float(r["train_loss"]) for r in rows])
+    auroc = np.array([float(r["val_auroc"]) for r in rows])
+    best, last = int(np.nanargmax(auroc)), len(rows) - 1
+    low = int(np.nanargmin(val_loss))
+    text = f"Validation AUROC peaked at epoch {best + 1} of {last + 1} ({auroc[best]:.3f}); "
+    if low < last and val_loss[last] > 1.1 * val_loss[low] and train_loss[last] < train_loss[low]:
+        text += (
+            f"validation loss rose from {val_loss[low]:.3f} (epoch {low + 1}) to "
+            f"{val_loss[last]:.3f} while training loss kept falling, a sign of over-fitting "
+            f"after epoch {low + 1} (or of a noisy validation loss); the kept weights are those "
+            f"of epoch {best + 1}, chosen by validation AUROC."
+        )
+    else:
+        gap = val_loss[best] - train_loss[best]
+        text += (
+            f"no sign of over-fitting: at that epoch validation loss {val_loss[best]:.3f} against "
+            f"training loss {train_loss[best]:.3f} (gap {gap:+.3f})."
+        )
+    return text
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or np.isnan(x) else f"{100 * x:.1f} %"
+
+
+def _interval(scores: dict, key: str) -> str:
+    value = scores["metrics"][key]
+    lo_hi = scores["ci95"].get(key)
+    if lo_hi is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} (95 % CI {lo_hi[0]:.3f}–{lo_hi[1]:.3f})"
+
+
+def section_conclusions(s: Section) -> list[str]:
+    p, m = s.predictions, s.scores["metrics"]
+    out = []
+    if p.binary:
+        pos = p.classes[p.positive]
+        neg = p.classes[1 - p.positive]
+        thr = p.threshold or {"value": 0.5, "rule": "fixed:0.5", "source": "default"}
+        out.append(
+            f"On {m['n']} {p.split} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
+            f"threshold {thr['value']:.3g} (rule {thr['rule']}, from the {thr['source']}), "
+            f"sensitivity is {_interval(s.scores, 'sensitivity')} and specificity "
+            f"{_interval(s.scores, 'specificity')}: of every 100 {pos} images about "
+            f"{round(100 * (1 - m['sensitivity']))} are missed, and of every 100 {neg} images "
+            f"about {round(100 * (1 - m['specificity']))} are flagged."
+        )
+        out.append(
+            f"With {_pct(m['positives'] / m['n'])} {pos} here, a positive call is right "
+            f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
+            "both move with prevalence, so expect other numbers where the case mix differs."
+        )
+        out.append(
+            f"Calibration: expected calibration error {m['ece']:.3f}, Brier score "
+            f"{m['brier']:.3f}"
+            + (
+                f" (temperature {p.meta['temperature']:.2f} fitted on validation)."
+                if p.meta.get("temperature")
+                else "."
+            )
+        )
+    else:
+        cm = np.array(m["confusion_matrix"], float)
+        rates = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+        np.fill_diagonal(rates, 0)
+        t, q = np.unravel_index(np.argmax(rates), rates.shape)
+        out.append(
+            f"On {m['n']} {p.split} images, macro AUROC is {_interval(s.scores, 'macro_auroc')} "
+            f"and accuracy {_interval(s.scores, 'accuracy')}."
+        )
+        out.append(
+            f"The most frequent confusion: {_pct(rates[t, q])} of {p.classes[t]} images are "
+            f"called {p.classes[q]}."
+        )
+        pairs = m.get("pairwise_auroc", {})
+        if pairs:
+            worst = min(pairs, key=lambda k: pairs[k])
+            out.append(
+                f"The hardest pair to tell apart is {worst} (AUROC {pairs[worst]:.3f} among "
+                "those two classes only)."
+            )
+        view = m.get("abnormal_vs_normal")
+        if view:
+            out.append(
+                f"As a normal-vs-abnormal test it reaches AUROC {view['auroc']:.3f}, sensitivity "
+                f"{_pct(view['sensitivity'])} and specificity {_pct(view['specificity'])} at "
+                "P(abnormal) ≥ 0.5."
+            )
+    return out
+
+
+def comparison_conclusions(c: Comparison) -> list[str]:
+    key = "auroc" if c.models[0].binary else "macro_auroc"
+    best = c.best()
+    ranked = sorted(range(len(c.models)), key=lambda i: -c.scores[i]["metrics"][key])
+    out = [
+        f"On these {c.scores[best]['metrics']['n']} images the best model by {key} is "
+        f"{c.models[best].name} ({c.scores[best]['metrics'][key]:.3f})."
+    ]
+    runner = ranked[1]
+    for pair in c.pairs:
+        names = {pair.a, pair.b}
+        if names != {c.models[best].name, c.models[runner].name}:
+            continue
+        if pair.delong:
+            verdict = "significant" if pair.delong.p_value < SIGNIFICANCE else "not significant"
+            out.append(
+                f"Its AUROC lead over {c.models[runner].name} is "
+                f"{abs(pair.delong.difference):.4f} (DeLong p = {pair.delong.p_value:.3g}, "
+                f"{verdict} at {SIGNIFICANCE})."
+            )
+        m = pair.mcnemar
+        verdict = "differ" if m.p_value < SIGNIFICANCE else "do not differ significantly"
+        out.append(
+            f"At their chosen thresholds {pair.a} alone is right on {m.only_a_right} images and "
+            f"{pair.b} alone on {m.only_b_right}: their accuracies {verdict} "
+            f"(McNemar p = {m.p_value:.3g})."
+        )
+    return out
+
+
+def _dataset_summary(cards: list[ModelCard]) -> tuple[Summary | None, str | None]:
+    data = next((c.data for c in cards if c.data), None)
+    if not data:
+        return None, None
+    root = resolve_data(data["root"])
+    if not root.is_dir():
+        return None, None
+    summary = summarise(discover(root, LabelScheme(data.get("scheme", "folder"))))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_class_distribution(summary, Path(tmp))
+        uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return summary, uri
+
+
+def _figures(p: Predictions) -> dict[str, str]:
+    figures = {"ROC": plots.roc_figure([p]), "Precision-recall": plots.pr_figure([p])}
+    if p.binary or p.abnormal_view() is not None:
+        figures["Sensitivity, specificity and precision against threshold"] = (
+            plots.threshold_figure(p)
+        )
+    figures["Confusion matrix"] = plots.confusion_figure(p)
+    figures["Reliability"] = plots.reliability_figure(p)
+    figures["Most confident errors"] = plots.errors_figure(p)
+    return {title: data_uri(fig) for title, fig in figures.items()}
+
+
+def build_report(folders: list[Path], out: Path, bootstrap: int = 1000, seed: int = 0) -> Path:
+    if out.exists():
+        raise CxrError(f"{out} exists; cxr never overwrites a report (choose another --out)")
+    evaluations = [load_predictions(f) for f in folders]
+    cards: dict[str, ModelCard] = {}
+    for p in evaluations:
+        key = str(p.model_file.resolve())
+        if key not in cards:
+            meta = p.meta
+            cards[key] = ModelCard(
+                name=p.model_file.parent.name if p.model_file.name == "model.pt" else p.name,
+                architecture=meta.get("architecture", "?"),
+                args=meta.get("args", {}),
+                preprocessing=meta.get("preprocessing", {}),
+                strategy=meta.get("strategy", "?"),
+                fingerprint=meta.get("data_fingerprint", "?"),
+                threshold=meta.get("threshold"),
+                temperature=float(meta.get("temperature") or 1.0),
+                versions=meta.get("versions", {}),
+                data=meta.get("data") or {},
+                learning_curves=data_uri(plots.learning_curves_figure(p.history))
+                if p.history
+                else None,
+                overfitting=overfitting(p.history) if p.history else None,
+            )
+        cards[key].sections.append(Section(p, score(p, bootstrap, seed), _figures(p)))
+    comparisons = []
+    by_images: dict[frozenset, list[Predictions]] = {}
+    for p in evaluations:
+        by_images.setdefault(frozenset(p.paths), []).append(p)
+    for group in by_images.values():
+        if len({str(p.model_file.resolve()) for p in group}) >= 2:
+            c = compare(group, bootstrap, seed)
+            comparisons.append(
+                {
+                    "comparison": c,
+                    "conclusions": comparison_conclusions(c),
+                    "roc": data_uri(plots.roc_figure(c.models)),
+                    "pr": data_uri(plots.pr_figure(c.models)),
+                }
+            )
+    summary, classes_png = _dataset_summary(list(cards.values()))
+    env = Environment(
+        loader=PackageLoader("cxr.evaluation", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+    )
+    html = env.get_template("report.html.j2").render(
+        cards=list(cards.values()),
+        comparisons=comparisons,
+        summary=summary,
+        classes_png=classes_png,
+        section_conclusions=section_conclusions,
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        isnan=lambda x: x is None or (isinstance(x, float) and np.isnan(x)),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html)
+    return out

@@ -1,0 +1,1 @@
+"""Using a trained model: probabilities, batch prediction, explanations, export."""

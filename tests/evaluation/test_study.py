@@ -1,0 +1,167 @@
+"""The study end to end on tiny real runs: train -> evaluate -> calibrate -> compare -> report,
+and the report opened in a real Chromium."""
+
+import base64
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.sync_api import sync_playwright
+
+from cxr.errors import CxrError, DatasetError
+from cxr.evaluation.compare import load_and_compare
+from cxr.evaluation.evaluate import evaluate
+from cxr.evaluation.report import build_report
+from cxr.training.config import load_config
+from cxr.training.fit import fit
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _run(tmp: Path, data: Path, name: str, *overrides: str) -> Path:
+    return fit(
+        load_config(
+            None,
+            [
+                f"name={name}",
+                f"data.root={data / 'chest_xray'}",
+                "data.limit=64",
+                "data.workers=0",
+                "data.batch_size=16",
+                "optim.epochs=2",
+                "model.size=48",
+                f"runs_dir={tmp / 'runs'}",
+                *overrides,
+            ],
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data):
+    tmp = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXR_CACHE", str(tmp / "cache"))
+        yield {
+            "small": _run(tmp, data, "small", "model.args={width: 8, depth: 3}"),
+            "wide": _run(tmp, data, "wide", "model.args={width: 16, depth: 3}"),
+            "three": _run(tmp, data, "three", "data.scheme=kermany3"),
+            "tmp": tmp,
+        }
+
+
+def _cxr(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "cxr", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_evaluate_rebuilds_the_validation_split_exactly(runs, data, tmp_path):
+    result = evaluate(
+        runs["small"] / "model.pt", data / "chest_xray", "validation", tmp_path / "e", bootstrap=50
+    )
+    assert result.warnings == [] and result.failures == []
+    with (runs["small"] / "val_predictions.csv").open() as fh:
+        stored = {r["path"]: float(r["p_PNEUMONIA"]) for r in csv.DictReader(fh)}
+    again = dict(zip(result.predictions.paths, result.predictions.probs[:, 1], strict=True))
+    assert set(again) == set(stored)
+    assert max(abs(again[p] - stored[p]) for p in stored) < 1e-5
+    info = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert info["threshold"]["source"] == "checkpoint"
+    assert set(info["ci95"]) >= {"auroc", "sensitivity", "specificity", "ece"}
+    assert info["bootstrap"]["unit"] == "patient"
+    for name in ("roc", "precision_recall", "threshold", "confusion_matrix", "reliability"):
+        assert (tmp_path / "e" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "e" / "learning_curves.png").exists()
+    header = (tmp_path / "e" / "predictions.csv").read_text().splitlines()[0]
+    assert header == "path,patient,label,p_NORMAL,p_PNEUMONIA,predicted"
+
+
+def test_evaluate_dicom_folder_and_refusals(runs, data, tmp_path):
+    folder = data / "dicom_cxr" / "kermany_wrapped"
+    result = evaluate(runs["small"] / "model.pt", folder, out=tmp_path / "d", bootstrap=50)
+    assert result.scores["metrics"]["n"] == 36 and result.predictions.split == "all"
+    with pytest.raises(DatasetError, match="choose one with --split"):
+        evaluate(runs["small"] / "model.pt", data / "chest_xray", out=tmp_path / "x")
+    with pytest.raises(DatasetError, match="no split 'test'"):
+        evaluate(runs["small"] / "model.pt", data / "chest_xray", "test", tmp_path / "y")
+
+
+def test_a_bad_file_never_stops_an_evaluation(runs, damaged_folder, tmp_path):
+    result = evaluate(runs["small"] / "model.pt", damaged_folder, out=tmp_path / "b", bootstrap=20)
+    assert len(result.failures) == 3 and result.scores["metrics"]["n"] == 4
+    listed = (tmp_path / "b" / "failures.csv").read_text()
+    assert "truncated.jpeg" in listed and "empty.jpeg" in listed and "notes.png" in listed
+
+
+def test_threshold_override_is_loud(runs, data, tmp_path):
+    out = tmp_path / "o"
+    result = _cxr(
+        "evaluate", runs["small"] / "model.pt", "--data", data / "dicom_cxr" / "kermany_wrapped",
+        "--threshold", "0.5", "--out", out, "--bootstrap", "20",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "THRESHOLD OVERRIDDEN" in result.stdout
+    assert json.loads((out / "metrics.json").read_text())["threshold"]["source"].startswith(
+        "override"
+    )
+    again = _cxr("evaluate", runs["small"] / "model.pt", "--out", out)
+    assert again.returncode == 2 and "never overwrites" in again.stdout
+
+
+def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_path):
+    model = runs["small"] / "model.pt"
+    result = _cxr("calibrate", model, "--out", tmp_path / "c.pt")
+    assert result.returncode == 0, result.stderr
+    assert "expected calibration error" in result.stdout
+    folder = data / "dicom_cxr" / "kermany_wrapped"
+    before = evaluate(model, folder, out=tmp_path / "b1", bootstrap=10).predictions
+    after = evaluate(tmp_path / "c.pt", folder, out=tmp_path / "b2", bootstrap=10).predictions
+    assert np.array_equal(before.decisions(), after.decisions())
+    assert _cxr("calibrate", model, "--out", tmp_path / "c.pt").returncode == 2
+
+
+def test_compare_pairs_and_refuses_different_images(runs, data, tmp_path):
+    comparison = load_and_compare([runs["small"], runs["wide"]], bootstrap=50)
+    (pair,) = comparison.pairs
+    assert 0 <= pair.delong.p_value <= 1 and 0 <= pair.mcnemar.p_value <= 1
+    evaluate(runs["wide"] / "model.pt", data / "dicom_cxr" / "kermany_wrapped", out=tmp_path / "w")
+    with pytest.raises(CxrError, match="different images"):
+        load_and_compare([runs["small"], tmp_path / "w"])
+    result = _cxr(
+        "compare", runs["small"], runs["wide"], "--out", tmp_path / "cmp", "--bootstrap", 20
+    )
+    assert result.returncode == 0, result.stderr
+    assert {"comparison.json", "roc_overlay.png", "pr_overlay.png"} <= {
+        p.name for p in (tmp_path / "cmp").iterdir()
+    }
+
+
+def test_report_renders_every_figure_in_chromium(runs, tmp_path):
+    out = build_report([runs["small"], runs["wide"], runs["three"]], tmp_path / "r.html", 50)
+    html = out.read_text()
+    for text in ("Decisions and conclusions", "DeLong", "McNemar", "bacterial vs viral",
+                 "Confusion matrix", "Learning curves", "Model: three"):  # fmt: skip
+        assert text in html, text
+    uris = html.split('src="data:image/png;base64,')[1:]
+    assert len(uris) >= 15
+    for uri in uris:
+        assert base64.b64decode(uri.split('"', 1)[0])[:4] == b"\x89PNG"
+    with pytest.raises(CxrError, match="never overwrites"):
+        build_report([runs["small"]], out)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(out.as_uri())
+        sizes = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+        assert len(sizes) == len(uris) and all(w > 100 for w in sizes)
+        assert page.locator("h2", has_text="Decisions and conclusions").is_visible()
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "report.png").stat().st_size > 50_000
