@@ -1,5 +1,6 @@
 # The two commands a newcomer runs on a fresh clone; each sets itself up first.
-#   make demo   the main job on the default data ($CXR_DATA, else ../shared/data)
+#   make demo   the main job on the default data ($CXR_DATA, else ../shared/data):
+#               inspect, train quick.yaml, evaluate on the validation split, report.html
 #   make test   the test suite
 PYTHON ?= python3.11
 VENV := .venv
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/cxr data inspect
-	$(VENV)/bin/cxr train --config configs/quick.yaml
+	$(VENV)/bin/cxr study --config configs/quick.yaml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -205,6 +205,28 @@ def train(
     console.print((run / "metrics.json").read_text())
 
 
+@app.command("study", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def study(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config, e.g. configs/quick.yaml.")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
+) -> None:
+    """The whole job: train, evaluate on the patient-grouped validation split, write report.html.
+
+    Example: cxr study --config configs/quick.yaml
+    """
+    from cxr.study import run_study
+
+    result = run_study(config, list(ctx.args), bootstrap)
+    for warning in result.evaluation.warnings:
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+    _print_scores(result.evaluation.predictions, result.evaluation.scores)
+    console.print(f"run folder: {result.run}")
+    console.print(f"report: {result.report.resolve()}", highlight=False)
+
+
 @app.command("evaluate")
 def evaluate_command(
     checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],

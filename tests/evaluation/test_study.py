@@ -4,6 +4,7 @@ and the report opened in a real Chromium."""
 import base64
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from cxr.evaluation.report import build_report
 from cxr.training.config import load_config
 from cxr.training.fit import fit
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium")
 
 
 def _run(tmp: Path, data: Path, name: str, *overrides: str) -> Path:
@@ -153,6 +154,7 @@ def test_report_renders_every_figure_in_chromium(runs, tmp_path):
         assert base64.b64decode(uri.split('"', 1)[0])[:4] == b"\x89PNG"
     with pytest.raises(CxrError, match="never overwrites"):
         build_report([runs["small"]], out)
+    assert CHROMIUM, "the report test needs Debian's chromium: apt-get install chromium"
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
