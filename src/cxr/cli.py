@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -390,6 +391,125 @@ def report_command(
 
     path = build_report(folders, out, bootstrap)
     console.print(f"report: {path.resolve()}")
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[
+        Path, typer.Argument(help="A model file: a run's model.pt or an .onnx export.")
+    ],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Images and folders (searched recursively).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write the worklist here (.csv or .json; never overwritten)."),
+    ] = None,
+    cam: Annotated[
+        Path | None, typer.Option(help="New folder for Grad-CAM overlays, one PNG per image.")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (screen only), csv or json.")
+    ] = "table",
+    batch: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+    show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
+) -> None:
+    """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
+    and flags for images that are probably not frontal chest X-rays. Exit code 1 when some files
+    could not be read (they are listed), 0 otherwise.
+
+    Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
+    """
+    from cxr.inference.predict import expand, predict_paths
+    from cxr.inference.predictor import TorchPredictor, load_predictor
+
+    if output_format not in {"table", "csv", "json"}:
+        raise CxrError(f"--format {output_format!r}: choose table, csv or json")
+    for target in (out, cam):
+        if target is not None and target.exists():
+            raise CxrError(f"{target} exists; cxr never overwrites (choose another name)")
+    predictor = load_predictor(model)
+    if cam is not None and not isinstance(predictor, TorchPredictor):
+        raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
+    total = len(expand(inputs))
+    with _progress("predicting", total) as bar:
+        worklist = predict_paths(
+            predictor, inputs, batch, workers, lambda n: bar.advance(bar.task_ids[0], n)
+        )
+    table = Table(
+        title=f"worklist: {len(worklist.rows)} images, most urgent first "
+        f"(urgency = {worklist.urgency_of})"
+    )
+    for column in ("rank", "file", "urgency", "predicted", "flags"):
+        table.add_column(column)
+    for row in worklist.rows[:show]:
+        table.add_row(
+            str(row.rank),
+            Path(row.path).name,
+            f"{row.urgency:.3f}",
+            row.predicted,
+            "; ".join(row.flags),
+        )
+    if output_format == "table" or out is None:
+        console.print(table)
+        if len(worklist.rows) > show:
+            console.print(f"... {len(worklist.rows) - show} more (--show, --out)")
+    if out is not None:
+        worklist.write(out, "json" if output_format == "json" or out.suffix == ".json" else "csv")
+        console.print(f"worklist: {out}")
+    elif output_format in {"csv", "json"}:
+        console.print(
+            json.dumps(worklist.to_dicts(), indent=2)
+            if output_format == "json"
+            else _csv_text(worklist.to_dicts()),
+            highlight=False,
+        )
+    if cam is not None:
+        from cxr.data.reader import read_image
+        from cxr.inference.cam import heat_map, save_overlay
+
+        cam.mkdir(parents=True)
+        for row in worklist.rows:
+            image = read_image(row.path)
+            index = worklist.classes.index(row.predicted)
+            name = f"{row.rank:04d}_{Path(row.path).stem}.png"
+            save_overlay(image, heat_map(predictor.model, image, index), cam / name)
+        console.print(f"Grad-CAM overlays: {cam}")
+    for path, reason in worklist.failures:
+        console.print(f"[red]skipped[/red] {path}: {reason}", highlight=False)
+    if worklist.failures:
+        console.print(f"{len(worklist.failures)} file(s) skipped", highlight=False)
+        raise SystemExit(1)
+
+
+def _csv_text(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue().rstrip()
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
+    out: Annotated[Path, typer.Option(help="The .onnx file to write (never overwritten).")],
+    export_format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+) -> None:
+    """Export to ONNX: probabilities out, dynamic batch, classes/threshold/preprocessing inside.
+
+    Example: cxr export runs/quick/model.pt --out quick.onnx
+    """
+    from cxr.inference.export import export_onnx
+
+    if export_format != "onnx":
+        raise CxrError(f"--format {export_format!r}: only onnx")
+    console.print(f"wrote {export_onnx(checkpoint, out)}")
 
 
 @benchmark_app.command("train")

@@ -1,0 +1,146 @@
+"""`cxr predict`: files and folders in, a triage worklist out, most urgent first. A bad file is
+listed with its reason and skipped; it never stops the batch."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from cxr.data.reader import IMAGE_SUFFIXES, read_image
+from cxr.errors import CxrError, ImageReadError
+from cxr.inference.plausibility import flags
+from cxr.inference.predictor import Predictor
+
+NORMAL = "normal"
+
+
+def expand(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given, folders searched recursively for image suffixes, in a stable order."""
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out += sorted(
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        elif item.is_file():
+            out.append(item)
+        else:
+            raise CxrError(f"{item}: no such file or folder")
+    return out
+
+
+class _Inputs(Dataset):
+    """Read and preprocess in DataLoader workers; a failure comes back as its reason."""
+
+    def __init__(self, paths: list[Path], predictor: Predictor) -> None:
+        self.paths, self.prep = paths, predictor.preprocessing
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            image = read_image(self.paths[i])
+        except ImageReadError as exc:
+            return i, None, str(exc)
+        return i, self.prep.to_array(image.pixels), flags(image)
+
+
+def _collate(items):
+    return items
+
+
+@dataclass
+class Row:
+    path: str
+    probs: np.ndarray
+    predicted: str
+    urgency: float
+    flags: list[str]
+    rank: int = 0
+
+
+@dataclass
+class Worklist:
+    classes: list[str]
+    rows: list[Row]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    urgency_of: str = ""
+
+    def write(self, out: Path, fmt: str) -> None:
+        if fmt == "json":
+            out.write_text(json.dumps(self.to_dicts(), indent=2))
+            return
+        with out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, list(self.to_dicts()[0]) if self.rows else ["rank"])
+            writer.writeheader()
+            writer.writerows(self.to_dicts())
+
+    def _named(self, probs: np.ndarray):
+        return zip(self.classes, probs, strict=True)
+
+    def to_dicts(self) -> list[dict]:
+        return [
+            {
+                "rank": r.rank,
+                "path": r.path,
+                **{
+                    f"p_{c}": round(float(v), 6) for c, v in zip(self.classes, r.probs, strict=True)
+                },
+                "predicted": r.predicted,
+                "urgency": round(r.urgency, 6),
+                "flags": "; ".join(r.flags),
+            }
+            for r in self.rows
+        ]
+
+
+def urgency(classes: list[str], probs: np.ndarray, positive: str | None) -> np.ndarray:
+    """P(positive class) for a binary model; else the largest probability of a non-normal class."""
+    if positive is not None:
+        return probs[:, classes.index(positive)]
+    abnormal = [i for i, c in enumerate(classes) if c.lower() != NORMAL]
+    return probs[:, abnormal].max(1)
+
+
+def predict_paths(
+    predictor: Predictor,
+    inputs: Sequence[Path],
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Worklist:
+    paths = expand(inputs)
+    classes, threshold = predictor.classes, predictor.threshold
+    positive = threshold["positive_class"] if threshold else None
+    if positive is None and len(classes) == 2:
+        positive = next((c for c in classes if c.lower() != NORMAL), classes[1])
+    loader = DataLoader(
+        _Inputs(paths, predictor), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+    )
+    rows, failures = [], []
+    for items in loader:
+        good = [(i, x, f) for i, x, f in items if x is not None]
+        failures += [(str(paths[i]), reason) for i, x, reason in items if x is None]
+        if good:
+            probs = predictor.predict(np.stack([x for _, x, _ in good]))
+            scores = urgency(classes, probs, positive)
+            for (i, _, f), p, u in zip(good, probs, scores, strict=True):
+                if threshold:
+                    pos = classes.index(positive)
+                    label = classes[pos] if p[pos] >= threshold["value"] else classes[1 - pos]
+                else:
+                    label = classes[int(np.argmax(p))]
+                rows.append(Row(str(paths[i]), p, label, float(u), f))
+        if progress:
+            progress(len(items))
+    rows.sort(key=lambda r: -r.urgency)
+    for k, row in enumerate(rows, 1):
+        row.rank = k
+    return Worklist(classes, rows, failures, f"P({positive})" if positive else "P(not normal)")

@@ -1,0 +1,81 @@
+"""Two interchangeable backends behind one interface: the PyTorch checkpoint and its ONNX export
+(onnxruntime). Both take normalised (N, 1, S, S) float32 batches and return probabilities, with
+the temperature applied, so `cxr predict` does not care which file it was given."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cxr.data.preprocess import Preprocessing
+from cxr.errors import CxrError
+from cxr.inference.probabilities import probabilities
+from cxr.models.io import load_model
+
+ONNX_META_KEY = "cxr"
+
+
+@dataclass
+class Predictor:
+    classes: list[str]
+    threshold: dict | None
+    preprocessing: Preprocessing
+    source: Path
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        self.model = load_model(path).to(memory_format=torch.channels_last)
+        meta = self.model.meta
+        super().__init__(meta["classes"], meta.get("threshold"), self.model.preprocessing, path)
+        if threads:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+        return probabilities(self.model, x).numpy()
+
+
+class OnnxPredictor(Predictor):
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise CxrError(f"{path}: not a readable ONNX model ({exc})") from exc
+        custom = self.session.get_modelmeta().custom_metadata_map
+        if ONNX_META_KEY not in custom:
+            raise CxrError(
+                f"{path}: an ONNX model not exported by cxr (no '{ONNX_META_KEY}' metadata)"
+            )
+        meta = json.loads(custom[ONNX_META_KEY])
+        super().__init__(
+            meta["classes"], meta.get("threshold"), Preprocessing(**meta["preprocessing"]), path
+        )
+        self.input = self.session.get_inputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: batch.astype(np.float32)})[0]
+
+
+def load_predictor(path: Path, threads: int | None = None) -> Predictor:
+    path = Path(path)
+    if not path.is_file():
+        raise CxrError(f"{path}: no such model file")
+    if path.suffix == ".onnx":
+        return OnnxPredictor(path, threads)
+    return TorchPredictor(path, threads)

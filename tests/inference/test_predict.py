@@ -1,0 +1,143 @@
+"""cxr predict, Grad-CAM and the ONNX export on real files, through the real command."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as photos
+
+from cxr.data.reader import read_image
+from cxr.errors import CxrError
+from cxr.inference.cam import heat_map
+from cxr.inference.export import export_onnx
+from cxr.inference.predict import predict_paths
+from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
+from cxr.models import create_model, save_model
+
+MARKER = "SYNTHETIC"  # kermany_wrapped's PatientName is SYNTHETIC^PATIENT
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("cxr_cnn").eval()
+    model.temperature = 1.5
+    threshold = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
+    meta = {
+        "classes": ["NORMAL", "PNEUMONIA"],
+        "threshold": threshold,
+        "temperature": 1.5,
+        "label_scheme": {"name": "folder", "negative": None},
+    }
+    return save_model(tmp_path_factory.mktemp("m") / "model.pt", model, meta)
+
+
+def _cxr(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "cxr", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_worklist_over_dicom_folders_flags_the_odd_headers(model_file, data, tmp_path):
+    out = tmp_path / "worklist.csv"
+    result = _cxr("predict", model_file, data / "dicom_cxr", "--out", out, "--workers", 0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 42  # 36 kermany_wrapped + 6 nih_udacity, found recursively
+    urgency = [float(r["urgency"]) for r in rows]
+    assert urgency == sorted(urgency, reverse=True)
+    assert [int(r["rank"]) for r in rows] == list(range(1, 43))
+    assert all(float(r["urgency"]) == float(r["p_PNEUMONIA"]) for r in rows)
+    flagged = {r["path"].rsplit("/", 1)[1]: r["flags"] for r in rows if r["flags"]}
+    assert set(flagged) == {"test4.dcm", "test5.dcm", "test6.dcm"}
+    assert "RIBCAGE" in flagged["test4.dcm"] and "CT" in flagged["test5.dcm"]
+    assert "XX" in flagged["test6.dcm"]
+
+
+def test_no_dicom_patient_field_in_any_output(model_file, data, tmp_path):
+    folder = data / "dicom_cxr" / "kermany_wrapped"
+    outputs = []
+    for fmt in ("csv", "json"):
+        result = _cxr(
+            "predict", model_file, folder, "--out", tmp_path / f"w.{fmt}", "--format", fmt
+        )
+        outputs += [result.stdout, result.stderr, (tmp_path / f"w.{fmt}").read_text()]
+    outputs.append(_cxr("predict", model_file, folder, "--format", "json", "--show", 100).stdout)
+    assert len("".join(outputs)) > 10_000
+    assert not any(MARKER in text.upper() for text in outputs)
+
+
+def test_a_dicom_scores_like_the_jpeg_it_wraps(model_file, data):
+    folder = data / "dicom_cxr" / "kermany_wrapped"
+    sources = {
+        r["file"]: data / "chest_xray_originals" / "train" / r["source_image"]
+        for r in csv.DictReader((folder / "labels.csv").open())
+        if r["encoding"] == "jpeg-baseline"
+    }
+    predictor = load_predictor(model_file)
+    dicoms = predict_paths(predictor, [folder / f for f in sources])
+    jpegs = predict_paths(predictor, list(sources.values()))
+    by_path = {r.path: r.probs for r in jpegs.rows}
+    for row in dicoms.rows:
+        source = str(sources[row.path.rsplit("/", 1)[1]])
+        assert np.abs(row.probs - by_path[source]).max() < 1e-4, row.path
+
+
+def test_bad_files_are_skipped_listed_and_set_the_exit_code(model_file, damaged_folder, tmp_path):
+    result = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
+    assert result.returncode == 1
+    assert "3 file(s) skipped" in result.stdout and "truncated.jpeg" in result.stdout
+    assert len(list(csv.DictReader((tmp_path / "w.csv").open()))) == 4
+    again = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
+    assert again.returncode == 2 and "never overwrites" in again.stdout
+
+
+def test_photos_constant_and_odd_shapes_are_flagged(model_file, tmp_path):
+    Image.fromarray(photos.astronaut()).save(tmp_path / "photo.png")
+    Image.fromarray(np.full((200, 200), 128, np.uint8)).save(tmp_path / "flat.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 300), np.uint8)).save(
+        tmp_path / "wide.png"
+    )
+    rows = predict_paths(load_predictor(model_file), [tmp_path]).rows
+    found = {r.path.rsplit("/", 1)[1]: r.flags for r in rows}
+    assert any("colour" in f for f in found["photo.png"])
+    assert any("constant" in f for f in found["flat.png"])
+    assert any("aspect ratio 3.0" in f for f in found["wide.png"])
+
+
+def test_grad_cam_has_the_image_size_and_is_not_flat(model_file, data, tmp_path):
+    path = sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+    image = read_image(path)
+    predictor = load_predictor(model_file)
+    cam = heat_map(predictor.model, image, 1)
+    assert cam.shape == image.pixels.shape and cam.std() > 0.01
+    result = _cxr("predict", model_file, path, "--cam", tmp_path / "cams")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (overlay,) = (tmp_path / "cams").iterdir()
+    assert Image.open(overlay).size == (image.info.width, image.info.height)
+
+
+def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path):
+    onnx_file = export_onnx(model_file, tmp_path / "m.onnx")
+    with pytest.raises(CxrError, match="never overwrites"):
+        export_onnx(model_file, onnx_file)
+    torch_p, onnx_p = load_predictor(model_file), load_predictor(onnx_file)
+    assert isinstance(torch_p, TorchPredictor) and isinstance(onnx_p, OnnxPredictor)
+    assert onnx_p.classes == torch_p.classes and onnx_p.threshold == torch_p.threshold
+    assert onnx_p.preprocessing == torch_p.preprocessing
+    originals = data / "chest_xray_originals" / "train"
+    a, b = predict_paths(torch_p, [originals]), predict_paths(onnx_p, [originals])
+    assert len(a.rows) == 60
+    pa = {r.path: r.probs for r in a.rows}
+    assert max(np.abs(pa[r.path] - r.probs).max() for r in b.rows) < 1e-4
+    out = tmp_path / "o.json"
+    result = _cxr("predict", onnx_file, originals, "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r["path"] for r in json.loads(out.read_text())] == [r.path for r in a.rows]
+    refused = _cxr("predict", onnx_file, originals, "--cam", tmp_path / "c")
+    assert refused.returncode == 2 and "Grad-CAM needs" in refused.stdout
