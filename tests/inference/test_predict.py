@@ -141,3 +141,14 @@ def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path
     assert [r["path"] for r in json.loads(out.read_text())] == [r.path for r in a.rows]
     refused = _cxr("predict", onnx_file, originals, "--cam", tmp_path / "c")
     assert refused.returncode == 2 and "Grad-CAM needs" in refused.stdout
+
+
+def test_inference_benchmark_measures_every_backend(tmp_path):
+    out = tmp_path / "bench.json"
+    result = _cxr("benchmark", "predict", "cxr_cnn", "--batch", "2", "--out", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload = json.loads(out.read_text())
+    backends = {r["backend"] for r in payload["results"]}
+    assert backends == {"torch-eager", "torch-fast", "torch-bf16", "onnx"}
+    assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0.1 for r in payload["results"])
+    assert payload["matmul_gflops"]["fp32"] > 0 and payload["decode_images_per_s"] > 0

@@ -1,4 +1,5 @@
-from cxr.training.benchmark import matmul_gflops, train_throughput
+from cxr.speed import matmul_gflops
+from cxr.training.benchmark import train_throughput
 
 
 def test_every_variant_is_measured_with_its_flops():

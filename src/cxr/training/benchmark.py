@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from cxr.models import create_model
+from cxr.speed import forward_gflop
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,7 @@ def train_throughput(
     y = torch.randint(0, 2, (batch,))
     # Backward is taken as twice the forward: FlopCounterMode's own backward count for the
     # depthwise convolutions of EfficientNet came out at 14x the forward, which cannot be right.
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        copy.deepcopy(base).eval()(x[:1])
-    gflop = 3 * counter.get_total_flops() / 1e9
+    gflop = 3 * forward_gflop(base, size)
     variants = {(p, f): None for p in ("fp32", "bf16") for f in ("nchw", "channels_last")}
     setups = {}
     for precision, fmt in variants:
@@ -80,16 +77,3 @@ def train_throughput(
         TrainSpeed(name, size, batch, p, f, round(r, 1), round(gflop, 3), round(r * gflop, 1))
         for (p, f), r in best.items()
     ]
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """This machine's dense matrix-multiply rate, the yardstick for the achieved GFLOP/s above."""
-    result = {}
-    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        torch.mm(a, b)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            torch.mm(a, b)
-        result[label] = round(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9, 1)
-    return result
