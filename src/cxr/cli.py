@@ -499,17 +499,33 @@ def _csv_text(rows: list[dict]) -> str:
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
     out: Annotated[Path, typer.Option(help="The .onnx file to write (never overwritten).")],
-    export_format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    export_format: Annotated[str, typer.Option("--format", help="onnx or onnx-int8")] = "onnx",
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="onnx-int8: images to calibrate on (default: the model's train split)."),
+    ] = None,
+    calibration_images: Annotated[int, typer.Option(help="onnx-int8: how many.")] = 200,
 ) -> None:
     """Export to ONNX: probabilities out, dynamic batch, classes/threshold/preprocessing inside.
+    `onnx-int8` quantizes statically on real images; check it with `cxr evaluate` before use.
 
     Example: cxr export runs/quick/model.pt --out quick.onnx
     """
-    from cxr.inference.export import export_onnx
+    import random
 
-    if export_format != "onnx":
-        raise CxrError(f"--format {export_format!r}: only onnx")
-    console.print(f"wrote {export_onnx(checkpoint, out)}")
+    from cxr.inference.export import export_onnx, training_images
+    from cxr.inference.predict import expand
+
+    if export_format not in {"onnx", "onnx-int8"}:
+        raise CxrError(f"--format {export_format!r}: onnx or onnx-int8")
+    images = None
+    if export_format == "onnx-int8":
+        if calibration is None:
+            images = training_images(checkpoint, calibration_images)
+        else:
+            found = expand([calibration])
+            images = random.Random(0).sample(found, min(calibration_images, len(found)))
+    console.print(f"wrote {export_onnx(checkpoint, out, images)}")
 
 
 @benchmark_app.command("train")

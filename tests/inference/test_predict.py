@@ -152,3 +152,20 @@ def test_inference_benchmark_measures_every_backend(tmp_path):
     assert backends == {"torch-eager", "torch-fast", "torch-bf16", "onnx"}
     assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0.1 for r in payload["results"])
     assert payload["matmul_gflops"]["fp32"] > 0 and payload["decode_images_per_s"] > 0
+
+
+def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
+    out = tmp_path / "int8.onnx"
+    result = _cxr(
+        "export", model_file, "--out", out, "--format", "onnx-int8",
+        "--calibration", data / "chest_xray" / "train", "--calibration-images", 8,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    int8, fp32 = load_predictor(out), load_predictor(model_file)
+    assert "int8" in int8.meta["quantized"] and int8.classes == fp32.classes
+    paths = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[:8]
+    a = {r.path: r.probs for r in predict_paths(fp32, paths).rows}
+    b = {r.path: r.probs for r in predict_paths(int8, paths).rows}
+    assert max(np.abs(a[p] - b[p]).max() for p in a) < 0.05
+    missing = _cxr("export", model_file, "--out", tmp_path / "x.onnx", "--format", "onnx-int8")
+    assert missing.returncode == 2 and "--calibration" in missing.stdout

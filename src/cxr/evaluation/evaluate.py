@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import DataLoader
 
 from cxr.data.cache import PixelCache
 from cxr.data.discovery import Dataset, Record, discover
@@ -18,10 +19,9 @@ from cxr.data.split import split_fingerprint, training_split
 from cxr.data.xrays import CachedXrays
 from cxr.errors import DatasetError
 from cxr.evaluation import plots
-from cxr.evaluation.calibration import scale
-from cxr.evaluation.predictions import Predictions, run_data_settings, score
-from cxr.inference.probabilities import logits_of
-from cxr.models import load_model
+from cxr.evaluation.predictions import Predictions, score
+from cxr.inference.predictor import load_predictor
+from cxr.models.io import run_data_settings
 from cxr.outputs import new_output_dir
 
 VALIDATION = "validation"  # the checkpoint's own patient-grouped validation split, rebuilt
@@ -82,8 +82,8 @@ def evaluate(
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
-    model = load_model(checkpoint)
-    meta = model.meta
+    predictor = load_predictor(Path(checkpoint))
+    meta = predictor.meta
     classes = meta["classes"]
     scheme = meta.get("label_scheme") or {}
     dataset = discover(root, LabelScheme(scheme.get("name", "folder"), scheme.get("negative")))
@@ -96,7 +96,7 @@ def evaluate(
         raise DatasetError(
             f"{dataset.root}: labels {unknown} are not among the model's classes {classes}"
         )
-    prep = model.preprocessing
+    prep = predictor.preprocessing
     images = PixelCache(prep.size, prep.resize).load(
         [r.path for r in records], workers=workers, progress=progress
     )
@@ -105,7 +105,8 @@ def evaluate(
     by_path = {r.path: r for r in records}
     kept = [by_path[p] for p in images.paths]
     targets = [classes.index(r.label) for r in kept]
-    logits = logits_of(model, CachedXrays(images, targets, prep, None))
+    loader = DataLoader(CachedXrays(images, targets, prep, None), batch_size=64)
+    probs = np.concatenate([predictor.predict(x.numpy()) for x, _ in loader])
     stored = meta.get("threshold")
     frozen = None
     if stored:
@@ -123,7 +124,7 @@ def evaluate(
         paths=[str(r.path) for r in kept],
         patients=[r.group or "" for r in kept],
         labels=[r.label for r in kept],
-        probs=scale(logits, model.temperature),
+        probs=probs,
         threshold=frozen,
         split=split_name,
         model_file=Path(checkpoint).resolve(),
@@ -146,7 +147,7 @@ def evaluate(
         "split": split_name,
         "classes": classes,
         "threshold": frozen,
-        "temperature": model.temperature,
+        "temperature": meta.get("temperature"),
         "n_images": len(kept),
         "unreadable": len(failures),
         "warnings": warnings,

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import binary_metrics, multiclass_metrics, one_vs_rest_auroc
 from cxr.evaluation.stats import bootstrap_intervals
-from cxr.models.io import read_model_file
+from cxr.inference.predictor import load_predictor
+from cxr.models.io import read_model_file, run_data_settings
 
 RUN_PREDICTIONS = "val_predictions.csv"
 EVAL_PREDICTIONS = "predictions.csv"
@@ -132,20 +132,16 @@ def load_predictions(folder: Path) -> Predictions:
     p = load_predictions_csv(csv_path, _read_csv(csv_path)[0], threshold)
     p.name, p.split, p.model_file = name, split, model_file
     if model_file.is_file():
-        p.meta = read_model_file(model_file)
+        p.meta = (
+            load_predictor(model_file).meta
+            if model_file.suffix == ".onnx"
+            else dict(read_model_file(model_file))
+        )
         p.meta.pop("state_dict", None)
         p.meta["data"] = p.meta.get("data") or run_data_settings(model_file)
     history = model_file.parent / "history.csv"
     p.history = history if history.is_file() else None
     return p
-
-
-def run_data_settings(model_file: Path) -> dict | None:
-    """A model's data settings (root, split fraction, seed): in the file, or its run's config."""
-    config = model_file.parent / "config.yaml"
-    if config.is_file():
-        return (yaml.safe_load(config.read_text()) or {}).get("data")
-    return None
 
 
 def pairwise_auroc(p: Predictions) -> dict[str, float]:

@@ -25,6 +25,7 @@ class Predictor:
     threshold: dict | None
     preprocessing: Preprocessing
     source: Path
+    meta: dict  # what the model file says of itself: classes, threshold, data split, metrics
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -34,7 +35,9 @@ class TorchPredictor(Predictor):
     def __init__(self, path: Path, threads: int | None = None) -> None:
         self.model = load_model(path).to(memory_format=torch.channels_last)
         meta = self.model.meta
-        super().__init__(meta["classes"], meta.get("threshold"), self.model.preprocessing, path)
+        super().__init__(
+            meta["classes"], meta.get("threshold"), self.model.preprocessing, path, meta
+        )
         if threads:
             torch.set_num_threads(threads)
 
@@ -63,9 +66,8 @@ class OnnxPredictor(Predictor):
                 f"{path}: an ONNX model not exported by cxr (no '{ONNX_META_KEY}' metadata)"
             )
         meta = json.loads(custom[ONNX_META_KEY])
-        super().__init__(
-            meta["classes"], meta.get("threshold"), Preprocessing(**meta["preprocessing"]), path
-        )
+        prep = Preprocessing(**meta["preprocessing"])
+        super().__init__(meta["classes"], meta.get("threshold"), prep, path, meta)
         self.input = self.session.get_inputs()[0].name
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from cxr.data.preprocess import Preprocessing
@@ -58,3 +59,11 @@ def load_model(path: str | Path) -> nn.Module:
     model.meta = {k: v for k, v in payload.items() if k != "state_dict"}
     model.temperature = float(payload.get("temperature") or 1.0)
     return model.eval()
+
+
+def run_data_settings(model_file: Path) -> dict | None:
+    """A model's data settings (root, split fraction, seed): in the file, or its run's config."""
+    config = model_file.parent / "config.yaml"
+    if config.is_file():
+        return (yaml.safe_load(config.read_text()) or {}).get("data")
+    return None
