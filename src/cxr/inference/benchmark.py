@@ -46,7 +46,7 @@ def _model_file(name_or_path: str, folder: Path) -> Path:
     return save_model(folder / "model.pt", model, {"classes": ["NORMAL", "PNEUMONIA"]})
 
 
-def _runner(backend: str, model_file: Path, onnx_file: Path):
+def _runner(backend: str, model_file: Path | None, onnx_file: Path):
     if backend == "onnx":
         predictor = OnnxPredictor(onnx_file)
         return predictor.predict
