@@ -528,6 +528,28 @@ def export_command(
     console.print(f"wrote {export_onnx(checkpoint, out, images)}")
 
 
+@app.command("serve")
+def serve_command(
+    model: Annotated[Path, typer.Argument(help="A run's model.pt or an .onnx export.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 25,
+    concurrency: Annotated[int, typer.Option(help="Inferences run at once.")] = 2,
+) -> None:
+    """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
+    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API.
+
+    Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
+    """
+    import uvicorn
+
+    from cxr.serve.app import ServeConfig, create_app
+
+    app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency))
+    console.print(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
+
 @benchmark_app.command("train")
 def benchmark_train(
     models: Annotated[list[str], typer.Argument(help="Registered model names.")],

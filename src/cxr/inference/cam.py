@@ -30,8 +30,12 @@ def heat_map(model: nn.Module, image: XrayImage, class_index: int) -> np.ndarray
     return np.clip(np.asarray(full), 0, 1)
 
 
-def save_overlay(image: XrayImage, cam: np.ndarray, out: Path) -> Path:
+def overlay(image: XrayImage, cam: np.ndarray) -> Image.Image:
     grey = image.pixels.astype(np.float32) / 255.0
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    Image.fromarray(show_cam_on_image(rgb, cam, use_rgb=True, image_weight=0.6)).save(out)
+    return Image.fromarray(show_cam_on_image(rgb, cam, use_rgb=True, image_weight=0.6))
+
+
+def save_overlay(image: XrayImage, cam: np.ndarray, out: Path) -> Path:
+    overlay(image, cam).save(out)
     return out

@@ -109,6 +109,44 @@ def urgency(classes: list[str], probs: np.ndarray, positive: str | None) -> np.n
     return probs[:, abnormal].max(1)
 
 
+def positive_class(predictor: Predictor) -> str | None:
+    """The class whose probability ranks the worklist: the threshold's, else the non-normal one of
+    a binary model; None for multi-class (then any non-normal class counts)."""
+    classes, threshold = predictor.classes, predictor.threshold
+    if threshold:
+        return threshold["positive_class"]
+    if len(classes) == 2:
+        return next((c for c in classes if c.lower() != NORMAL), classes[1])
+    return None
+
+
+def score(
+    predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[list[str]]
+) -> list[Row]:
+    """One batch of preprocessed images to unranked worklist rows."""
+    classes, threshold = predictor.classes, predictor.threshold
+    positive = positive_class(predictor)
+    probs = predictor.predict(np.stack(arrays))
+    rows = []
+    for name, p, u, f in zip(names, probs, urgency(classes, probs, positive), notes, strict=True):
+        if threshold:
+            pos = classes.index(positive)
+            label = classes[pos] if p[pos] >= threshold["value"] else classes[1 - pos]
+        else:
+            label = classes[int(np.argmax(p))]
+        rows.append(Row(name, p, label, float(u), f))
+    return rows
+
+
+def ranked(predictor: Predictor, rows: list[Row], failures: list[tuple[str, str]]) -> Worklist:
+    rows = sorted(rows, key=lambda r: -r.urgency)
+    for k, row in enumerate(rows, 1):
+        row.rank = k
+    positive = positive_class(predictor)
+    what = f"P({positive})" if positive else "P(not normal)"
+    return Worklist(predictor.classes, rows, failures, what)
+
+
 def predict_paths(
     predictor: Predictor,
     inputs: Sequence[Path],
@@ -117,10 +155,6 @@ def predict_paths(
     progress: Callable[[int], None] | None = None,
 ) -> Worklist:
     paths = expand(inputs)
-    classes, threshold = predictor.classes, predictor.threshold
-    positive = threshold["positive_class"] if threshold else None
-    if positive is None and len(classes) == 2:
-        positive = next((c for c in classes if c.lower() != NORMAL), classes[1])
     loader = DataLoader(
         _Inputs(paths, predictor), batch_size=batch_size, num_workers=workers, collate_fn=_collate
     )
@@ -129,18 +163,8 @@ def predict_paths(
         good = [(i, x, f) for i, x, f in items if x is not None]
         failures += [(str(paths[i]), reason) for i, x, reason in items if x is None]
         if good:
-            probs = predictor.predict(np.stack([x for _, x, _ in good]))
-            scores = urgency(classes, probs, positive)
-            for (i, _, f), p, u in zip(good, probs, scores, strict=True):
-                if threshold:
-                    pos = classes.index(positive)
-                    label = classes[pos] if p[pos] >= threshold["value"] else classes[1 - pos]
-                else:
-                    label = classes[int(np.argmax(p))]
-                rows.append(Row(str(paths[i]), p, label, float(u), f))
+            names = [str(paths[i]) for i, _, _ in good]
+            rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
         if progress:
             progress(len(items))
-    rows.sort(key=lambda r: -r.urgency)
-    for k, row in enumerate(rows, 1):
-        row.rank = k
-    return Worklist(classes, rows, failures, f"P({positive})" if positive else "P(not normal)")
+    return ranked(predictor, rows, failures)

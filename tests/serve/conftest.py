@@ -1,0 +1,61 @@
+"""A small real model file and a live `cxr serve` on 127.0.0.1 for the service tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import torch
+
+from cxr.models import create_model, save_model
+
+
+@pytest.fixture(scope="package")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("cxr_cnn").eval()
+    meta = {
+        "classes": ["NORMAL", "PNEUMONIA"],
+        "threshold": {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5},
+        "data_fingerprint": "0123456789abcdef",
+        "val_metrics": {"val_auroc": 0.5},
+    }
+    return save_model(tmp_path_factory.mktemp("serve") / "model.pt", model, meta)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="package")
+def live_server(model_file, tmp_path_factory):
+    """`cxr serve` as a user starts it, its log captured to a file the tests can read."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cxr", "serve", str(model_file), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"server did not start: {log.read_text()}")
+    yield {"url": url, "log": log, "pid": process.pid}
+    process.terminate()
+    process.wait(timeout=30)

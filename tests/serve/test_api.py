@@ -1,0 +1,107 @@
+"""Every endpoint and error path through FastAPI's TestClient, with real images."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cxr.inference.predict import predict_paths
+from cxr.inference.predictor import load_predictor
+from cxr.serve.app import ServeConfig, create_app
+
+MARKER = "SYNTHETIC"
+
+
+@pytest.fixture(scope="module")
+def client(model_file):
+    return TestClient(create_app(ServeConfig(model_file, max_upload_bytes=3 * 2**20)))
+
+
+def _original(data):
+    return sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+
+
+def test_health_model_card_page_and_docs(client):
+    assert client.get("/healthz").json()["model_loaded"] is True
+    card = client.get("/api/model").json()
+    assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["data_fingerprint"]
+    assert "not a medical device" in client.get("/").text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/predict", "/api/triage", "/api/model", "/healthz"} <= set(paths)
+
+
+def test_predict_matches_the_command_line_and_draws_the_heat_map(client, model_file, data):
+    path = _original(data)
+    answer = client.post("/api/predict?cam=1", files={"file": (path.name, path.read_bytes())})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (row,) = predict_paths(load_predictor(model_file), [path]).rows
+    assert np.allclose(list(body["probabilities"].values()), row.probs, atol=1e-6)
+    assert body["predicted"] == row.predicted and body["threshold"]["value"] == 0.5
+    for key in ("cam", "image"):
+        png = base64.b64decode(body[key].removeprefix("data:image/png;base64,"))
+        assert Image.open(io.BytesIO(png)).size[0] > 500
+    assert (
+        client.post("/api/predict", files={"file": (path.name, path.read_bytes())}).json()["cam"]
+        is None
+    )
+
+
+def test_dicom_flags_and_no_patient_fields(client, data):
+    texts = []
+    for path in sorted((data / "dicom_cxr" / "kermany_wrapped").glob("*.dcm"))[:6]:
+        answer = client.post("/api/predict?cam=1", files={"file": (path.name, path.read_bytes())})
+        assert answer.status_code == 200
+        texts.append(answer.text)
+    odd = data / "dicom_cxr" / "nih_udacity" / "test5.dcm"
+    answer = client.post("/api/predict", files={"file": (odd.name, odd.read_bytes())}).json()
+    assert answer["not_a_frontal_xray"] and "CT" in answer["flags"][0]
+    assert not any(MARKER in t.upper() for t in texts)
+
+
+def test_bad_input_is_a_clear_4xx_never_a_500(client, damaged_folder, data):
+    folder = damaged_folder / "NORMAL"
+    cases = {
+        "notes.png": (415, "not a chest X-ray image we can read"),
+        "truncated.jpeg": (422, "truncated or corrupt"),
+        "empty.jpeg": (422, "empty"),
+    }
+    for name, (status, words) in cases.items():
+        answer = client.post("/api/predict", files={"file": (name, (folder / name).read_bytes())})
+        assert answer.status_code == status, (name, answer.text)
+        assert words in answer.json()["detail"] and name in answer.json()["detail"]
+    big = b"\0" * (3 * 2**20 + 1)
+    assert client.post("/api/predict", files={"file": ("big.dcm", big)}).status_code == 413
+    assert client.post("/api/predict").status_code == 422  # no file at all
+
+
+def test_triage_sorts_skips_and_gives_csv(client, data, damaged_folder):
+    good = sorted((data / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[:5]
+    good += sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:5]
+    files = [("files", (p.name, p.read_bytes())) for p in good]
+    files.append(("files", ("notes.png", (damaged_folder / "NORMAL" / "notes.png").read_bytes())))
+    body = client.post("/api/triage", files=files).json()
+    urgency = [r["urgency"] for r in body["worklist"]]
+    assert len(urgency) == 10 and urgency == sorted(urgency, reverse=True)
+    assert [r["rank"] for r in body["worklist"]] == list(range(1, 11))
+    assert body["skipped"][0]["filename"] == "notes.png"
+    csv_text = client.post("/api/triage?format=csv", files=files).text
+    assert csv_text.splitlines()[0].startswith("rank,path,p_NORMAL,p_PNEUMONIA,predicted")
+    assert len(csv_text.splitlines()) == 11
+
+
+def test_bearer_token_when_configured(model_file, monkeypatch, data):
+    monkeypatch.setenv("CXR_API_TOKEN", "s3cret")
+    guarded = TestClient(create_app(ServeConfig(model_file)))
+    path = _original(data)
+    assert guarded.get("/api/model").status_code == 401
+    assert guarded.get("/api/model", headers={"Authorization": "Bearer nope"}).status_code == 401
+    ok = guarded.get("/api/model", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    upload = {"file": (path.name, path.read_bytes())}
+    assert guarded.post("/api/predict", files=upload).status_code == 401
+    assert guarded.get("/healthz").status_code == 200  # liveness stays open
