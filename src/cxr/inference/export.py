@@ -55,7 +55,12 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
         opset_version=17,
         dynamo=False,
     )
-    meta = {**model.meta, "temperature": model.temperature, "exported_from": Path(checkpoint).name}
+    meta = {
+        **model.meta,
+        "data": model.meta.get("data") or run_data_settings(Path(checkpoint)),
+        "temperature": model.temperature,
+        "exported_from": Path(checkpoint).name,
+    }
     return _write_meta(out, meta)
 
 
