@@ -609,7 +609,7 @@ def benchmark_train(
 def benchmark_predict(
     model: Annotated[str, typer.Argument(help="A model file or a registered model name.")],
     backend: Annotated[
-        str, typer.Option(help="torch-eager, torch-fast, torch-bf16, onnx, or all.")
+        str, typer.Option(help="torch-eager, torch-fast, torch-bf16, onnx, onnx-int8, or all.")
     ] = "all",
     batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
     images: Annotated[

@@ -149,7 +149,7 @@ def test_inference_benchmark_measures_every_backend(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     payload = json.loads(out.read_text())
     backends = {r["backend"] for r in payload["results"]}
-    assert backends == {"torch-eager", "torch-fast", "torch-bf16", "onnx"}
+    assert backends == {"torch-eager", "torch-fast", "torch-bf16", "onnx", "onnx-int8"}
     assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0.1 for r in payload["results"])
     assert payload["matmul_gflops"]["fp32"] > 0 and payload["decode_images_per_s"] > 0
 

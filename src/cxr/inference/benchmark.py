@@ -5,6 +5,7 @@ fp32 and bf16, and onnxruntime on the exported file. Decoding is timed apart fro
 from __future__ import annotations
 
 import copy
+import random
 import resource
 import tempfile
 import time
@@ -15,12 +16,16 @@ import numpy as np
 import torch
 
 from cxr.data.reader import read_image
-from cxr.inference.export import export_onnx
+from cxr.errors import CxrError
+from cxr.inference.export import export_onnx, training_images
+from cxr.inference.predict import expand
 from cxr.inference.predictor import OnnxPredictor
 from cxr.models import create_model, load_model, save_model
+from cxr.settings import data_root
 from cxr.speed import forward_gflop
 
-BACKENDS = ("torch-eager", "torch-fast", "torch-bf16", "onnx")
+BACKENDS = ("torch-eager", "torch-fast", "torch-bf16", "onnx", "onnx-int8")
+INT8_CALIBRATION_IMAGES = 100
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,19 @@ def _model_file(name_or_path: str, folder: Path) -> Path:
     return save_model(folder / "model.pt", model, {"classes": ["NORMAL", "PNEUMONIA"]})
 
 
+def _calibration(model_file: Path) -> list[Path]:
+    """The model's own training images, or (an untrained architecture) Kermany train's."""
+    try:
+        return training_images(model_file, INT8_CALIBRATION_IMAGES)
+    except CxrError:
+        found = expand([data_root() / "chest_xray" / "train"])
+        return random.Random(0).sample(found, min(INT8_CALIBRATION_IMAGES, len(found)))
+
+
 def _runner(backend: str, model_file: Path | None, onnx_file: Path):
-    if backend == "onnx":
-        predictor = OnnxPredictor(onnx_file)
-        return predictor.predict
+    if backend.startswith("onnx"):
+        path = onnx_file.with_name("int8.onnx") if backend == "onnx-int8" else onnx_file
+        return OnnxPredictor(path).predict
     model = load_model(model_file)
     if backend == "torch-eager":
 
@@ -76,13 +90,21 @@ def model_throughput(
     rounds: int = 2,
 ) -> list[InferSpeed]:
     with tempfile.TemporaryDirectory() as tmp:
-        model_file = _model_file(name_or_path, Path(tmp))
-        model = load_model(model_file)
-        size = model.preprocessing.size
+        if Path(name_or_path).suffix == ".onnx":  # an export as it is, INT8 included
+            model_file, onnx_file, backends = None, Path(name_or_path), ("onnx",)
+            meta = OnnxPredictor(onnx_file).meta
+            model = create_model(meta["architecture"], **meta["args"])
+            size = meta["preprocessing"]["size"]
+        else:
+            model_file = _model_file(name_or_path, Path(tmp))
+            model = load_model(model_file)
+            size = model.preprocessing.size
+            onnx_file = Path(tmp) / "model.onnx"
+            if "onnx" in backends:
+                export_onnx(model_file, onnx_file)
+            if "onnx-int8" in backends:
+                export_onnx(model_file, Path(tmp) / "int8.onnx", _calibration(model_file))
         gflop = forward_gflop(model, size)
-        onnx_file = (
-            export_onnx(model_file, Path(tmp) / "model.onnx") if "onnx" in backends else None
-        )
         runners, rss = {}, {}
         for backend in backends:
             runners[backend] = _runner(backend, model_file, onnx_file)
