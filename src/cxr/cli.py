@@ -462,7 +462,7 @@ def predict_command(
         console.print(
             json.dumps(worklist.to_dicts(), indent=2)
             if output_format == "json"
-            else _csv_text(worklist.to_dicts()),
+            else worklist.csv_text().rstrip(),
             highlight=False,
         )
     if cam is not None:
@@ -481,18 +481,6 @@ def predict_command(
     if worklist.failures:
         console.print(f"{len(worklist.failures)} file(s) skipped", highlight=False)
         raise SystemExit(1)
-
-
-def _csv_text(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue().rstrip()
 
 
 @app.command("export")

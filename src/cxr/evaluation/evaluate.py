@@ -168,15 +168,7 @@ def _json(value):
 
 
 def save_figures(p: Predictions, out: Path) -> list[Path]:
-    figures = {
-        "roc": plots.roc_figure([p]),
-        "precision_recall": plots.pr_figure([p]),
-        "confusion_matrix": plots.confusion_figure(p),
-        "reliability": plots.reliability_figure(p),
-        "errors": plots.errors_figure(p),
-    }
-    if p.binary or p.abnormal_view() is not None:
-        figures["threshold"] = plots.threshold_figure(p)
+    figures = {name: fig for name, (_, fig) in plots.evaluation_figures(p).items()}
     if p.history:
         figures["learning_curves"] = plots.learning_curves_figure(p.history)
     paths = []

@@ -194,3 +194,21 @@ def errors_figure(p: Predictions, count: int = 8) -> Figure:
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def evaluation_figures(p: Predictions) -> dict[str, tuple[str, Figure]]:
+    """The figures of one evaluation, by file stem: (title, figure). `cxr evaluate` saves them,
+    `cxr report` embeds them."""
+    figures = {
+        "roc": ("ROC", roc_figure([p])),
+        "precision_recall": ("Precision-recall", pr_figure([p])),
+    }
+    if p.binary or p.abnormal_view() is not None:
+        figures["threshold"] = (
+            "Sensitivity, specificity and precision against threshold",
+            threshold_figure(p),
+        )
+    figures["confusion_matrix"] = ("Confusion matrix", confusion_figure(p))
+    figures["reliability"] = ("Reliability", reliability_figure(p))
+    figures["errors"] = ("Most confident errors", errors_figure(p))
+    return figures

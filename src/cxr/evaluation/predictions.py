@@ -94,9 +94,13 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return classes, rows
 
 
-def load_predictions_csv(path: Path, classes: list[str], threshold: dict | None = None):
-    """Any predictions CSV of ours (path, patient, label, p_<class>...) for a model of `classes`."""
+def load_predictions_csv(
+    path: Path, classes: list[str] | None = None, threshold: dict | None = None
+) -> Predictions:
+    """Any predictions CSV of ours (path, patient, label, p_<class>...); with `classes`, for a
+    model predicting exactly those."""
     found, rows = _read_csv(path)
+    classes = classes or found
     if found != classes:
         raise CxrError(f"{path}: columns for {found}, but the model predicts {classes}")
     return Predictions(
@@ -129,7 +133,7 @@ def load_predictions(folder: Path) -> Predictions:
             f"{folder}: neither a training run ({RUN_PREDICTIONS}) "
             f"nor a cxr evaluate output ({EVAL_PREDICTIONS})"
         )
-    p = load_predictions_csv(csv_path, _read_csv(csv_path)[0], threshold)
+    p = load_predictions_csv(csv_path, threshold=threshold)
     p.name, p.split, p.model_file = name, split, model_file
     if model_file.is_file():
         p.meta = (

@@ -204,15 +204,7 @@ def _dataset_summary(cards: list[ModelCard]) -> tuple[Summary | None, str | None
 
 
 def _figures(p: Predictions) -> dict[str, str]:
-    figures = {"ROC": plots.roc_figure([p]), "Precision-recall": plots.pr_figure([p])}
-    if p.binary or p.abnormal_view() is not None:
-        figures["Sensitivity, specificity and precision against threshold"] = (
-            plots.threshold_figure(p)
-        )
-    figures["Confusion matrix"] = plots.confusion_figure(p)
-    figures["Reliability"] = plots.reliability_figure(p)
-    figures["Most confident errors"] = plots.errors_figure(p)
-    return {title: data_uri(fig) for title, fig in figures.items()}
+    return {title: data_uri(fig) for title, fig in plots.evaluation_figures(p).values()}
 
 
 def build_report(folders: list[Path], out: Path, bootstrap: int = 1000, seed: int = 0) -> Path:

@@ -4,6 +4,7 @@ listed with its reason and skipped; it never stops the batch."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,10 +78,15 @@ class Worklist:
         if fmt == "json":
             out.write_text(json.dumps(self.to_dicts(), indent=2))
             return
-        with out.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, list(self.to_dicts()[0]) if self.rows else ["rank"])
-            writer.writeheader()
-            writer.writerows(self.to_dicts())
+        out.write_text(self.csv_text())
+
+    def csv_text(self) -> str:
+        records = self.to_dicts()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, list(records[0]) if records else ["rank"])
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue()
 
     def _named(self, probs: np.ndarray):
         return zip(self.classes, probs, strict=True)

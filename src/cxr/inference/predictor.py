@@ -32,14 +32,12 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.model = load_model(path).to(memory_format=torch.channels_last)
         meta = self.model.meta
         super().__init__(
             meta["classes"], meta.get("threshold"), self.model.preprocessing, path, meta
         )
-        if threads:
-            torch.set_num_threads(threads)
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -48,16 +46,11 @@ class TorchPredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise CxrError(f"{path}: not a readable ONNX model ({exc})") from exc
         custom = self.session.get_modelmeta().custom_metadata_map
@@ -74,10 +67,10 @@ class OnnxPredictor(Predictor):
         return self.session.run(None, {self.input: batch.astype(np.float32)})[0]
 
 
-def load_predictor(path: Path, threads: int | None = None) -> Predictor:
+def load_predictor(path: Path) -> Predictor:
     path = Path(path)
     if not path.is_file():
         raise CxrError(f"{path}: no such model file")
     if path.suffix == ".onnx":
-        return OnnxPredictor(path, threads)
-    return TorchPredictor(path, threads)
+        return OnnxPredictor(path)
+    return TorchPredictor(path)

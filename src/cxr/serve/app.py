@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import csv
 import io
 import os
 import secrets
@@ -151,13 +150,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         )
         worklist = ranked(predictor, rows, failures)
         if output == "csv":
-            buffer = io.StringIO()
-            records = worklist.to_dicts()
-            writer = csv.DictWriter(buffer, list(records[0]) if records else ["rank"])
-            writer.writeheader()
-            writer.writerows(records)
             return Response(
-                buffer.getvalue(),
+                worklist.csv_text(),
                 media_type="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="worklist.csv"'},
             )
