@@ -1,0 +1,21 @@
+"""The `cxr` command: a thin shell over the package, one module per group of the user's verbs."""
+
+from __future__ import annotations
+
+from cxr.cli import evaluate, predict, train  # noqa: F401  (registers their commands)
+from cxr.cli.benchmark import benchmark_app
+from cxr.cli.common import app, console
+from cxr.cli.data import data_app
+from cxr.errors import CxrError
+
+app.add_typer(data_app, name="data")
+app.add_typer(benchmark_app, name="benchmark")
+
+
+def main() -> None:
+    """Entry point: our own errors print as one clear line and exit 2, never as a traceback."""
+    try:
+        app()
+    except CxrError as exc:
+        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        raise SystemExit(2) from None

@@ -1,0 +1,36 @@
+"""Tables printed by several commands, apart from the commands themselves."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from cxr.cli.common import console
+
+
+def print_scores(p, scores: dict) -> None:
+    m, ci = scores["metrics"], scores["ci95"]
+    keys = (
+        (
+            "auroc",
+            "average_precision",
+            "accuracy",
+            "sensitivity",
+            "specificity",
+            "precision",
+            "npv",
+            "f1",
+            "brier",
+            "ece",
+        )
+        if p.binary
+        else ("macro_auroc", "weighted_auroc", "accuracy", "balanced_accuracy")
+    )
+    table = Table(title=f"{p.name} on {m['n']} {p.split} images")
+    for column in ("metric", "value", "95 % CI"):
+        table.add_column(column)
+    for key in keys:
+        lo_hi = ci.get(key)
+        table.add_row(key, f"{m[key]:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else "")
+    for name, value in (m.get("pairwise_auroc") or {}).items():
+        table.add_row(f"AUROC {name}", f"{value:.4f}", "")
+    console.print(table)
