@@ -1,12 +1,12 @@
 """The whole job in one call, for the README's main command and for notebooks: train a config,
-evaluate the model on its own patient-grouped validation split, write the HTML report."""
+evaluate the model on its internal-test patients (which tuned nothing), write the HTML report."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr.evaluation.evaluate import VALIDATION, Evaluation, evaluate
+from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
 from cxr.evaluation.report import build_report
 from cxr.settings import resolve_data
 from cxr.training.config import load_config
@@ -21,16 +21,19 @@ class Study:
 
 
 def run_study(config: Path | None, overrides: list[str] = (), bootstrap: int = 1000) -> Study:
-    """Everything lands in the new run folder: model.pt, evaluation/, report.html."""
+    """Everything lands in the new run folder: model.pt, evaluation/, report.html. The report
+    reuses the evaluation's scores, so its intervals are the very ones printed."""
     cfg = load_config(config, list(overrides))
     run = fit(cfg)
     evaluation = evaluate(
         run / "model.pt",
         resolve_data(cfg.data.root),
-        VALIDATION,
+        INTERNAL_TEST,
         run / "evaluation",
         bootstrap=bootstrap,
         workers=cfg.data.workers,
     )
-    report = build_report([run / "evaluation"], run / "report.html", bootstrap)
+    report = build_report(
+        [(evaluation.predictions, evaluation.scores)], run / "report.html", bootstrap
+    )
     return Study(run, evaluation, report)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from cxr.training.config import ConfigError, load_config
@@ -29,7 +31,15 @@ def test_wrong_type_is_named():
 
 
 def test_shipped_configs_load():
-    from pathlib import Path
-
-    for path in sorted(Path("configs").glob("*.yaml")):
+    configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    for path in configs:
         load_config(path)
+
+
+def test_choices_are_checked_at_load():
+    with pytest.raises(ConfigError, match=r"'data\.balance'.*'smapler'.*sampler"):
+        load_config(None, ["data.balance=smapler"])
+    with pytest.raises(ConfigError, match=r"'trainer\.precision'"):
+        load_config(None, ["trainer.precision=bf17"])
+    assert load_config(None, ["data.balance=sampler"]).data.balance == "sampler"

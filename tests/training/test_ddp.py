@@ -36,5 +36,5 @@ def test_two_process_ddp_fit_on_cpu(tmp_path, data):
     assert "distributed_backend=gloo" in result.stdout + result.stderr
     assert "All distributed processes registered" in result.stdout + result.stderr
     metrics = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
-    assert 0 <= metrics["val_auroc"] <= 1
+    assert 0 <= metrics["tuning_auroc"] <= 1
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]  # rank 1 wrote nothing

@@ -14,6 +14,7 @@ from cxr.data.xrays import CachedXrays
 from cxr.inference.probabilities import probabilities
 from cxr.models import create_model, load_model, save_model
 from cxr.training.config import load_config
+from cxr.training.datamodule import PixelTensors
 from cxr.training.features import head_inputs
 from cxr.training.fit import fit
 
@@ -45,20 +46,23 @@ def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
         "config.yaml",
         "history.csv",
         "model.pt",
-        "val_predictions.csv",
+        "tuning_predictions.csv",
         "metrics.json",
     }
     history = list(csv.DictReader((run / "history.csv").open()))
-    assert len(history) == 1 and float(history[0]["val_auroc"]) >= 0
+    assert len(history) == 1 and history[0]["epoch"] == "1"  # counted as a user counts
+    assert 0 <= float(history[0]["val_auroc"]) <= 1
     metrics = json.loads((run / "metrics.json").read_text())
     model = load_model(run / "model.pt")
-    assert model.meta["classes"] == ["NORMAL", "PNEUMONIA"]
-    assert model.meta["threshold"]["positive_class"] == "PNEUMONIA"
-    assert 0 <= model.meta["threshold"]["value"] <= 1
-    assert model.meta["val_metrics"] == metrics
-    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
+    card = model.card
+    assert card.classes == ("NORMAL", "PNEUMONIA") and card.positive_class == "PNEUMONIA"
+    assert card.threshold.positive_class == "PNEUMONIA" and 0 <= card.threshold.value <= 1
+    assert card.metrics == metrics and card.calibration.verdict
+    assert card.data["tune_fraction"] == 0.15 and card.data_fingerprint
+    rows = list(csv.DictReader((run / "tuning_predictions.csv").open()))
     p = _probabilities(model, [r["path"] for r in rows])
     assert np.allclose(p, [float(r["p_PNEUMONIA"]) for r in rows], atol=2e-6)
+    assert np.allclose(np.array(card.tuning["probs"])[:, 1], p, atol=2e-6)
     originals = sorted((data / "chest_xray_originals/train").rglob("*.jpeg"))
     big = _probabilities(model, originals)
     small = _probabilities(
@@ -72,7 +76,7 @@ def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
 
 def _probabilities(model, paths) -> np.ndarray:
     x = torch.stack(
-        [torch.from_numpy(model.preprocessing.to_array(read_image(p).pixels)) for p in paths]
+        [torch.from_numpy(model.card.preprocessing.to_array(read_image(p).pixels)) for p in paths]
     )
     with torch.inference_mode():
         return probabilities(model, x)[:, 1].numpy()
@@ -116,17 +120,19 @@ def test_linear_probe_keeps_the_backbone_frozen(tmp_path, data):
 
 def test_three_class_kermany(tmp_path, data):
     run = fit(_cfg(tmp_path, data, "name=k3", "data.scheme=kermany3"))
-    meta = load_model(run / "model.pt").meta
-    assert meta["classes"] == ["bacterial", "normal", "viral"] and meta["threshold"] is None
-    assert {"val_auroc_bacterial", "val_auroc_viral"} <= set(meta["val_metrics"])
+    card = load_model(run / "model.pt").card
+    assert card.classes == ("bacterial", "normal", "viral") and card.threshold is None
+    assert card.calibration.method in {"none", "temperature", "vector"}
+    assert 0 <= card.metrics["tuning_auroc"] <= 1
 
 
 def test_save_load_reproduces_predictions_exactly(tmp_path, data):
     model = create_model("cxr_cnn").eval()
-    path = save_model(tmp_path / "m.pt", model, {"classes": ["NORMAL", "PNEUMONIA"]})
+    path = save_model(tmp_path / "m.pt", model)
     again = load_model(path)
+    assert again.card == dataclasses.replace(model.card, versions=again.card.versions)
     pixels = read_image(data / "chest_xray_originals/train/NORMAL/IM-0117-0001.jpeg").pixels
-    x = torch.from_numpy(model.preprocessing.to_array(pixels))[None]
+    x = torch.from_numpy(model.card.preprocessing.to_array(pixels))[None]
     with torch.inference_mode():
         assert torch.equal(model(x), again(x))
 
@@ -134,10 +140,12 @@ def test_save_load_reproduces_predictions_exactly(tmp_path, data):
 def test_head_inputs_are_what_the_head_sees(data):
     model = create_model("efficientnet_lite0", pretrained=True).eval()
     paths = sorted((data / "chest_xray/train/NORMAL").glob("*.jpeg"))[:6]
-    prep = dataclasses.replace(model.preprocessing, size=64)
-    images = CachedXrays(PixelCache(64, prep.resize).load(paths), [0] * 6, prep, None)
-    features = head_inputs(model, images, torch.device("cpu"), 4, 0, bf16=False)
+    prep = dataclasses.replace(model.card.preprocessing, size=64)
+    model.card = dataclasses.replace(model.card, preprocessing=prep)
+    cached = PixelCache(64, prep.resize).load(paths)
+    features = head_inputs(model, PixelTensors(cached, [0] * 6), torch.device("cpu"), 4, bf16=False)
     assert features.shape == (6, 1280)
+    images = CachedXrays(cached, [0] * 6, prep)
     x = torch.stack([images[i][0] for i in range(6)])
     with torch.inference_mode():
         assert torch.allclose(model.classifier(features), model(x), atol=1e-5)
@@ -150,3 +158,10 @@ def test_same_seed_same_model_on_cpu(tmp_path, data):
         assert torch.equal(a, b), name
     other = load_model(fit(_cfg(tmp_path, data, "name=d", "data.seed=1")) / "model.pt")
     assert not torch.equal(first.head[-1].weight, other.head[-1].weight)
+
+
+def test_every_augmentation_level_and_the_ema_train(tmp_path, data):
+    for level in ("none", "light"):
+        fit(_cfg(tmp_path, data, f"name={level}", f"data.augment={level}"))
+    run = fit(_cfg(tmp_path, data, "name=ema", "optim.ema=0.9", "optim.schedule=cosine"))
+    assert load_model(run / "model.pt").card.recipe["ema"] == 0.9

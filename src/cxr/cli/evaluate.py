@@ -23,25 +23,29 @@ def evaluate_command(
     split: Annotated[
         str | None,
         typer.Option(
-            help="A split folder (test, val, train) or 'validation': the model's own "
-            "patient-grouped validation split, rebuilt from its file."
+            help="A split folder (test, val, train), or the model's own patients rebuilt from "
+            "its card: 'internal-test' (touched by evaluation only) or 'tuning'."
         ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (new; default evaluations/).")
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Override the validation-chosen threshold (flagged).")
+        float | None, typer.Option(help="Override the tuning-chosen threshold (flagged).")
+    ] = None,
+    label_map: Annotated[
+        str | None,
+        typer.Option(help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'."),
     ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
 ) -> None:
     """Measure a frozen model on labelled images: predictions.csv, metrics.json (95 % CIs) and
-    figures. The threshold and temperature are the ones stored in the model file.
+    figures. The threshold and calibration are the ones stored in the model file.
 
-    Example: cxr evaluate runs/quick/model.pt --data ../shared/data/chest_xray --split validation
+    Example: cxr evaluate runs/quick/model.pt --data ../shared/data/chest_xray --split internal-test
     """
-    from cxr.evaluation.evaluate import evaluate
+    from cxr.evaluation.evaluate import evaluate, parse_label_map
 
     root = data or data_root() / "chest_xray"
     if out is not None and out.exists():
@@ -56,6 +60,7 @@ def evaluate_command(
             bootstrap,
             workers=workers,
             progress=lambda n: bar.advance(bar.task_ids[0], n),
+            label_map=parse_label_map(label_map),
         )
     for warning in result.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
@@ -69,23 +74,32 @@ def evaluate_command(
 def calibrate_command(
     checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
     predictions: Annotated[
-        Path | None, typer.Option(help="Validation predictions; default: the run's own.")
+        Path | None,
+        typer.Option(
+            help="Labelled predictions it made (a cxr evaluate predictions.csv, e.g. on a new "
+            "site's images); default: its run's tuning_predictions.csv."
+        ),
     ] = None,
+    method: Annotated[
+        str, typer.Option(help="auto (lowest held-out ECE, if any beats none), temperature, platt.")
+    ] = "auto",
     out: Annotated[Path | None, typer.Option(help="New model file (never overwritten).")] = None,
 ) -> None:
-    """Temperature scaling on validation predictions, written to a new model file with the
-    threshold moved so decisions stay identical. New runs are calibrated during training.
+    """Re-fit the calibration on labelled predictions and write a new model file, the threshold
+    moved so decisions stay identical. Training already calibrates on its tuning split.
 
-    Example: cxr calibrate runs/quick/model.pt
+    Example: cxr calibrate runs/quick/model.pt --predictions evaluations/quick-site2/predictions.csv
     """
     from cxr.evaluation.calibration import calibrate_file
 
-    predictions = predictions or checkpoint.parent / "val_predictions.csv"
+    predictions = predictions or checkpoint.parent / "tuning_predictions.csv"
     out = out or checkpoint.with_name(f"{checkpoint.stem}-calibrated.pt")
-    result = calibrate_file(checkpoint, predictions, out)
+    result = calibrate_file(checkpoint, predictions, out, method)
     console.print(
-        f"temperature {result.temperature:.3f}; expected calibration error "
-        f"{result.ece_before:.4f} -> {result.ece_after:.4f}\nwrote {result.out}"
+        f"{result.calibration.method}: expected calibration error "
+        f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
+        f"wrote {result.out}",
+        highlight=False,
     )
 
 
@@ -138,13 +152,16 @@ def report_command(
         "report.html"
     ),
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
+    cv: Annotated[
+        list[Path] | None, typer.Option(help="A `cxr cv` folder: its fold spread goes in.")
+    ] = None,
 ) -> None:
-    """One self-contained HTML report: data, model cards, curves, metrics with CIs, comparison
-    and conclusions drawn from the numbers.
+    """One self-contained HTML report: protocol, data, model cards, curves, metrics with CIs,
+    comparison and conclusions drawn from the numbers.
 
-    Example: cxr report runs/quick evaluations/quick-validation --out report.html
+    Example: cxr report runs/quick/evaluation runs/quick-cv5 --out report.html
     """
     from cxr.evaluation.report import build_report
 
-    path = build_report(folders, out, bootstrap)
+    path = build_report(folders, out, bootstrap, cv=cv or [])
     console.print(f"report: {path.resolve()}")

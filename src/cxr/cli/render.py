@@ -34,3 +34,15 @@ def print_scores(p, scores: dict) -> None:
     for name, value in (m.get("pairwise_auroc") or {}).items():
         table.add_row(f"AUROC {name}", f"{value:.4f}", "")
     console.print(table)
+
+
+def print_cv(folder) -> None:
+    from cxr.evaluation.cv import read_cv
+
+    cv = read_cv(folder)
+    table = Table(title=f"{cv['name']}: {len(cv['folds'])} patient folds, internal test each")
+    for column in ("metric", "mean", "SD", "min", "max"):
+        table.add_column(column)
+    for key, v in cv["summary"].items():
+        table.add_row(key, *[f"{v[k]:.4f}" for k in ("mean", "sd", "min", "max")])
+    console.print(table)

@@ -1,10 +1,11 @@
-"""Patient-grouped, class-stratified validation split: no patient on both sides, never from test."""
+"""Patient-grouped, class-stratified splits: no patient on two sides, none from a test split."""
 
 from __future__ import annotations
 
 import hashlib
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,55 +15,96 @@ from cxr.data.discovery import Dataset, Record
 from cxr.errors import DatasetError
 
 
-def grouped_split(
-    records: Sequence[Record], val_fraction: float = 0.15, seed: int = 0
-) -> tuple[list[Record], list[Record]]:
-    """Hold out about `val_fraction` of the patients, class proportions kept.
+@dataclass(frozen=True)
+class Protocol:
+    """Which patients do what: `train` fits weights; `tune` chooses the epoch, the calibration and
+    the threshold; `test` (the internal test) is touched by evaluation only, so its numbers are
+    not graded by the same images that chose them."""
 
-    scikit-learn's StratifiedGroupKFold does the work, so the held-out share is one fold of
-    k = round(1 / val_fraction): 0.15 gives 1/7 (14.3 %), 0.2 gives exactly 20 %.
+    train: list[Record]
+    tune: list[Record]
+    test: list[Record]
+
+    def part(self, name: str) -> list[Record]:
+        if name not in PARTS:
+            raise DatasetError(f"unknown part {name!r}; one of {', '.join(PARTS)}")
+        return getattr(self, PARTS[name])
+
+
+PARTS = {"train": "train", "tuning": "tune", "internal-test": "test"}
+_FOLD = 0.05  # held-out shares are whole numbers of 5 % patient folds
+
+
+def protocol_split(
+    dataset: Dataset,
+    tune_fraction: float,
+    test_fraction: float,
+    seed: int,
+    limit: int | None = None,
+    fold: int | None = None,
+    folds: int = 5,
+) -> Protocol:
+    """A training run's train / tune / internal-test records, rebuilt the same way by evaluation.
+
+    Patients are stratified by class into 5 % folds (scikit-learn's StratifiedGroupKFold); the
+    first `test_fraction` of them are the internal test, the next `tune_fraction` the tuning part.
+    With `fold` (cross-validation), the internal test is patient fold `fold` of `folds` instead
+    and the tuning part is drawn from the rest.
     """
-    if not 0 < val_fraction < 1:
-        raise DatasetError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    test = [r.path for r in records if r.split == "test"]
-    if test:
-        raise DatasetError(
-            f"validation must not draw from a test split "
-            f"({len(test)} test files given, e.g. {test[0]})"
-        )
-    n_splits = max(2, round(1 / val_fraction))
-    labels = np.array([r.label for r in records])
-    groups = np.array([r.group for r in records])
-    if len(set(groups)) < n_splits:
-        raise DatasetError(
-            f"{len(set(groups))} patients are too few for a {val_fraction:.0%} split"
-        )
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train_idx, val_idx = next(folds.split(np.zeros(len(records)), labels, groups))
-    return [records[i] for i in train_idx], [records[i] for i in val_idx]
-
-
-def training_split(
-    dataset: Dataset, val_fraction: float, seed: int, limit: int | None = None
-) -> tuple[list[Record], list[Record]]:
-    """A training run's train and validation records, rebuilt the same way by `cxr evaluate`:
-    the train split (or an unsplit folder) grouped by patient, then a seeded subset if `limit`."""
     pool = [r for r in dataset.records if r.split in {"train", None}]
     if not pool:
         raise DatasetError(f"{dataset.root}: no training images (a train/ split or class folders)")
-    train, val = grouped_split(pool, val_fraction, seed)
+    for name, value in (("tune_fraction", tune_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 1:
+            raise DatasetError(f"{name} must be between 0 and 1, got {value}")
+    if fold is None:
+        n_test = max(1, round(test_fraction / _FOLD))
+        n_tune = max(1, round(tune_fraction / _FOLD))
+        parts = _folds(pool, round(1 / _FOLD), seed)
+        test = [r for part in parts[:n_test] for r in part]
+        tune = [r for part in parts[n_test : n_test + n_tune] for r in part]
+        train = [r for part in parts[n_test + n_tune :] for r in part]
+    else:
+        if not 0 <= fold < folds:
+            raise DatasetError(f"fold {fold} is not among 0..{folds - 1}")
+        parts = _folds(pool, folds, seed)
+        test = parts[fold]
+        rest = [r for i, part in enumerate(parts) if i != fold for r in part]
+        n_tune = max(1, round(tune_fraction / (1 - 1 / folds) / _FOLD))
+        inner = _folds(rest, round(1 / _FOLD), seed)
+        tune = [r for part in inner[:n_tune] for r in part]
+        train = [r for part in inner[n_tune:] for r in part]
     if limit:  # a seeded random subset keeps every class present
         rng = random.Random(seed)
+        small = max(limit // 4, 8)
         train = rng.sample(train, min(limit, len(train)))
-        val = rng.sample(val, min(max(limit // 2, 8), len(val)))
-    return train, val
+        tune = rng.sample(tune, min(small, len(tune)))
+        test = rng.sample(test, min(small, len(test)))
+    return Protocol(train, tune, test)
 
 
-def split_fingerprint(train: Sequence[Record], val: Sequence[Record], root: Path) -> str:
-    """Which training and validation files, with which labels: enough to tell two runs apart, and
-    to check that `cxr evaluate` rebuilt the very validation split a model was chosen on."""
+def _folds(records: Sequence[Record], k: int, seed: int) -> list[list[Record]]:
+    """`k` patient-disjoint folds with the class proportions kept, in a seeded order."""
+    labels = np.array([r.label for r in records])
+    groups = np.array([r.group for r in records])
+    if len(set(groups)) < k:
+        raise DatasetError(f"{len(set(groups))} patients are too few for {k} patient folds")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [
+        [records[i] for i in held]
+        for _, held in splitter.split(np.zeros(len(records)), labels, groups)
+    ]
+
+
+def split_fingerprint(protocol: Protocol, root: Path) -> str:
+    """Which training, tuning and internal-test files, with which labels: enough to tell two runs
+    apart, and to check that `cxr evaluate` rebuilt the very parts a model was tuned on."""
     digest = hashlib.sha256()
-    for side, records in (("train", train), ("val", val)):
+    for side, records in (
+        ("train", protocol.train),
+        ("tune", protocol.tune),
+        ("test", protocol.test),
+    ):
         for r in sorted(records, key=lambda r: str(r.path)):
             digest.update(f"{side}\t{r.path.relative_to(root)}\t{r.label}\n".encode())
     return digest.hexdigest()[:16]

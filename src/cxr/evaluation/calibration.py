@@ -1,84 +1,73 @@
-"""Temperature scaling (Guo et al. 2017): one number T fitted on validation so that
-softmax(logits / T) means what it says; ranking, AUROC and arg-max are unchanged."""
+"""`cxr calibrate`: re-fit a model's calibration on labelled predictions it made (for example on a
+new site's images) and write a new model file; the old file is never touched."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax, softmax
 
 from cxr.errors import CxrError
-
-
-def log_probabilities(probs: np.ndarray) -> np.ndarray:
-    """Logits up to a per-row constant, recovered from stored probabilities: temperature
-    scaling needs nothing more, so a run's val_predictions.csv is enough to calibrate it."""
-    return np.log(np.clip(np.asarray(probs, float), 1e-12, 1.0))
-
-
-def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
-    """The T that minimises the negative log-likelihood of the true classes."""
-    logits, targets = np.asarray(logits, float), np.asarray(targets, int)
-
-    def nll(log_t: float) -> float:
-        scaled = log_softmax(logits / np.exp(log_t), axis=1)
-        return float(-scaled[np.arange(len(targets)), targets].mean())
-
-    best = minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded")
-    return float(np.exp(best.x))
-
-
-def scale(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return softmax(np.asarray(logits, float) / temperature, axis=1)
-
-
-def scale_threshold(threshold: float, temperature: float) -> float:
-    """The same decisions after scaling a binary model: p >= t before iff p' >= t' after."""
-    t = min(max(threshold, 1e-12), 1 - 1e-12)
-    return float(1 / (1 + np.exp(-np.log(t / (1 - t)) / temperature)))
+from cxr.evaluation.predictions import read_predictions_csv
+from cxr.metrics.calibration import Calibration, calibration_error, choose_calibration
+from cxr.models.card import ModelCard
+from cxr.models.io import read_card, read_model_file
 
 
 @dataclass(frozen=True)
 class Calibrated:
     out: Path
-    temperature: float  # the file's new temperature (the old one times the one fitted now)
+    calibration: Calibration
     ece_before: float
     ece_after: float
 
 
-def calibrate_file(checkpoint: Path, predictions: Path, out: Path) -> Calibrated:
-    """Fit a temperature on a validation predictions CSV and write a new model file holding it,
-    with the binary threshold moved so that the model's decisions stay exactly the same."""
-    from cxr.evaluation.metrics import expected_calibration_error
-    from cxr.evaluation.predictions import load_predictions_csv
-    from cxr.models.io import read_model_file
+def _compose(old: Calibration, new: Calibration) -> Calibration:
+    """new(log softmax(old(z))) as one affine map of z. Log-probabilities are the calibrated
+    logits up to a per-row constant, which a map with one slope for all classes (temperature,
+    Platt) carries through; a per-class slope (vector) does not, so it is refused here."""
+    if len(set(new.scale)) > 1:
+        raise CxrError("vector scaling cannot be stacked on stored probabilities; use platt")
+    k = len(new.scale)
+    s_old = np.asarray(old.scale) if old.method != "none" else np.ones(k)
+    b_old = np.asarray(old.shift) if old.method != "none" else np.zeros(k)
+    s_new, b_new = np.asarray(new.scale), np.asarray(new.shift)
+    return dataclasses.replace(
+        new, scale=tuple(map(float, s_old * s_new)), shift=tuple(map(float, b_old * s_new + b_new))
+    )
 
+
+def _moved_threshold(card: ModelCard, new: Calibration) -> ModelCard:
+    """The same decisions after re-calibration: P(positive) is a monotone function of the logit
+    difference, so the threshold maps through the new calibration exactly."""
+    if card.threshold is None:
+        return card
+    pos, t = card.positive, min(max(card.threshold.value, 1e-12), 1 - 1e-12)
+    z = np.zeros((1, 2))
+    z[0, pos] = np.log(t / (1 - t))
+    value = float(new.probabilities(z)[0, pos])
+    return dataclasses.replace(card, threshold=dataclasses.replace(card.threshold, value=value))
+
+
+def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "auto") -> Calibrated:
     if out.exists():
         raise CxrError(f"{out} exists; cxr never overwrites a model file (choose another --out)")
-    payload = read_model_file(checkpoint)
-    p = load_predictions_csv(predictions, payload["classes"])
-    logits, y = log_probabilities(p.probs), p.targets
-    t = fit_temperature(logits, y)
-    pos = p.positive if len(p.classes) == 2 else None
-    if pos is None:  # multi-class: calibration of the arg-max's confidence
-        before = expected_calibration_error(p.probs.argmax(1) == y, p.probs.max(1))
-        after_p = scale(logits, t)
-        after = expected_calibration_error(after_p.argmax(1) == y, after_p.max(1))
-    else:
-        truth = (y == pos).astype(int)
-        before = expected_calibration_error(truth, p.probs[:, pos])
-        after = expected_calibration_error(truth, scale(logits, t)[:, pos])
-    old = float(payload.get("temperature") or 1.0)
-    payload["temperature"] = old * t
-    if payload.get("threshold"):
-        payload["threshold"] = {
-            **payload["threshold"],
-            "value": scale_threshold(payload["threshold"]["value"], t),
-        }
-    payload["calibration"] = {"fitted_on": str(predictions), "ece_before": before, "ece": after}
-    torch.save(payload, out)
-    return Calibrated(out, old * t, before, after)
+    payload = read_model_file(model)
+    card = read_card(model, payload)
+    columns = read_predictions_csv(predictions, card)
+    probs = columns["probs"]
+    targets = np.array([card.classes.index(label) for label in columns["labels"]])
+    log_p = np.log(np.clip(probs, 1e-12, 1.0))
+    groups = np.array(columns["patients"]) if all(columns["patients"]) else None
+    fitted = choose_calibration(log_p, targets, card.positive, method, groups)
+    if fitted.method == "none":
+        raise CxrError(f"{predictions}: {fitted.verdict}; {model} is left as it is")
+    before = calibration_error(targets, probs, card.positive)
+    after = calibration_error(targets, fitted.probabilities(log_p), card.positive)
+    combined = _compose(card.calibration, fitted)
+    new_card = dataclasses.replace(_moved_threshold(card, fitted), calibration=combined)
+    torch.save({**payload, "card": new_card.to_dict()}, out)
+    return Calibrated(out, combined, before, after)

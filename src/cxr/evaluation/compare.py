@@ -12,7 +12,7 @@ import numpy as np
 from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.predictions import Predictions, load_predictions, score
-from cxr.evaluation.stats import DeLongResult, McNemarResult, delong_test, mcnemar_test
+from cxr.metrics.stats import DeLongResult, McNemarResult, delong_test, mcnemar_test
 
 TABLE = ("auroc", "average_precision", "accuracy", "sensitivity", "specificity", "brier", "ece")
 TABLE_MULTICLASS = ("macro_auroc", "macro_average_precision", "accuracy", "balanced_accuracy")
@@ -41,37 +41,46 @@ class Comparison:
         return int(np.nanargmax([s["metrics"][key] for s in self.scores]))
 
 
+def _keys(p: Predictions) -> list[str]:
+    """Images are identified by their bytes (SHA-256), so a relative and an absolute path to the
+    same file, or a copy, are the same image (the path only where no hash was recorded); the
+    n-th copy of byte-identical files is told apart by its count."""
+    seen: dict[str, int] = {}
+    keys = []
+    for digest, path in zip(p.digest, p.paths, strict=True):
+        key = digest or path
+        seen[key] = seen.get(key, -1) + 1
+        keys.append(f"{key}#{seen[key]}")
+    return keys
+
+
 def aligned(models: list[Predictions]) -> list[Predictions]:
     """The same images in the same order, or a refusal naming what differs."""
     first = models[0]
+    first_keys = _keys(first)
+    out = [first]
     for other in models[1:]:
         if other.classes != first.classes:
             raise CxrError(
                 f"{other.name} predicts {other.classes}, {first.name} {first.classes}: "
                 "only models of the same classes compare"
             )
-        if set(other.paths) != set(first.paths):
-            only = sorted(set(other.paths) ^ set(first.paths))
+        keys = _keys(other)
+        if set(keys) != set(first_keys):
+            only = len(set(keys) ^ set(first_keys))
+            example = next(p for k, p in zip(keys, other.paths, strict=True) if k not in first_keys)
             raise CxrError(
-                f"{first.name} and {other.name} were evaluated on different images "
-                f"({len(only)} not shared, e.g. {only[0]}): evaluate both on the same folder"
+                f"{first.name} and {other.name} were evaluated on different images ({only} not "
+                f"shared by content, e.g. {example}): evaluate both on the same folder"
             )
-    order = {p: i for i, p in enumerate(first.paths)}
-    out = [first]
-    for other in models[1:]:
-        idx = np.argsort([order[p] for p in other.paths])
-        other.paths = [other.paths[i] for i in idx]
-        other.patients = [other.patients[i] for i in idx]
-        other.labels = [other.labels[i] for i in idx]
+        position = {k: i for i, k in enumerate(keys)}
+        idx = np.array([position[k] for k in first_keys])
+        for column in ("paths", "digest", "patients", "labels"):
+            values = getattr(other, column)
+            setattr(other, column, [values[i] for i in idx])
         other.probs = other.probs[idx]
         out.append(other)
     return out
-
-
-def _binary_view(p: Predictions) -> tuple[np.ndarray, np.ndarray] | None:
-    if p.binary:
-        return (p.targets == p.positive).astype(int), p.probs[:, p.positive]
-    return p.abnormal_view()
 
 
 def compare(models: list[Predictions], bootstrap: int = 1000, seed: int = 0) -> Comparison:
@@ -84,7 +93,7 @@ def compare(models: list[Predictions], bootstrap: int = 1000, seed: int = 0) -> 
     models = aligned(models)
     pairs = []
     for a, b in combinations(models, 2):
-        view_a, view_b = _binary_view(a), _binary_view(b)
+        view_a, view_b = a.binary_view(), b.binary_view()
         delong = delong_test(view_a[0], view_a[1], view_b[1]) if view_a and view_b else None
         pairs.append(
             Pair(a.name, b.name, delong, mcnemar_test(a.targets, a.decisions(), b.decisions()))

@@ -1,30 +1,32 @@
-"""`cxr evaluate`: a frozen model on a labelled folder, with the preprocessing, temperature and
-threshold its file carries; predictions, metrics with intervals and figures in a new folder."""
+"""`cxr evaluate`: a frozen model on a labelled folder, with the preprocessing, calibration and
+threshold its card carries; predictions, metrics with intervals and figures in a new folder."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
-from cxr.data.cache import PixelCache
+from cxr.data.cache import CachedImages, PixelCache
 from cxr.data.discovery import Dataset, Record, discover
-from cxr.data.labels import LabelScheme
-from cxr.data.split import split_fingerprint, training_split
+from cxr.data.duplicates import near_duplicates
+from cxr.data.split import split_fingerprint
 from cxr.data.xrays import CachedXrays
-from cxr.errors import DatasetError
+from cxr.errors import CxrError, DatasetError
 from cxr.evaluation import plots
 from cxr.evaluation.predictions import Predictions, score
 from cxr.inference.predictor import load_predictor
-from cxr.models.io import run_data_settings
+from cxr.models.card import ModelCard
 from cxr.outputs import new_output_dir
 
-VALIDATION = "validation"  # the checkpoint's own patient-grouped validation split, rebuilt
+INTERNAL_TEST = "internal-test"  # the model's own held-out patients, rebuilt from its card
+
+PROTOCOL_PARTS = ("tuning", INTERNAL_TEST)
 
 
 @dataclass
@@ -36,43 +38,68 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
 
 
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """`Normal=NORMAL,Viral Pneumonia=PNEUMONIA` -> {folder label: model class}."""
+    if not text:
+        return {}
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    bad = [a for a, sep, b in pairs if not sep or not a.strip() or not b.strip()]
+    if bad:
+        raise DatasetError(f"--label-map {text!r}: expected FOLDER_LABEL=MODEL_CLASS,...")
+    return {a.strip(): b.strip() for a, _, b in pairs}
+
+
 def _records(
-    dataset: Dataset, split: str | None, meta: dict, data: dict | None, warnings: list[str]
+    dataset: Dataset, split: str | None, card: ModelCard, warnings: list[str]
 ) -> list[Record]:
     splits = [s for s in dataset.splits if s]
-    if split == VALIDATION:
-        if not data:
-            raise DatasetError(
-                "this model file records no validation split and has no run config.yaml beside "
-                "it; name a split folder instead"
-            )
-        train, val = training_split(dataset, data["val_fraction"], data["seed"], data.get("limit"))
-        if split_fingerprint(train, val, dataset.root) != meta.get("data_fingerprint"):
+    if split in PROTOCOL_PARTS:
+        protocol = card.protocol(dataset)
+        if split_fingerprint(protocol, dataset.root) != card.data_fingerprint:
             warnings.append(
                 f"{dataset.root} does not hold the files this model was trained on (data "
-                "fingerprints differ): this 'validation' split is not the one it was chosen on"
+                f"fingerprints differ): this {split!r} part is not the one it was made with"
             )
-        return val
+        return protocol.part(split)
     if split is None:
         if splits:
             raise DatasetError(
                 f"{dataset.root} has splits {', '.join(splits)}: choose one with --split "
-                f"(or --split {VALIDATION} for the model's own patient-grouped validation split)"
+                f"(or --split {INTERNAL_TEST} for the model's own held-out patients)"
             )
         return dataset.records
     chosen = [r for r in dataset.records if r.split == split]
     if not chosen:
         raise DatasetError(
             f"{dataset.root}: no split {split!r}; it has {', '.join(splits) or 'no splits'} "
-            f"(and --split {VALIDATION})"
+            f"(and {', '.join(PROTOCOL_PARTS)})"
         )
     if split == "train":
         warnings.append("these are training images: the numbers say nothing about new patients")
     return chosen
 
 
+def _overlap_warning(card: ModelCard, images: CachedImages, workers: int) -> str | None:
+    """Images that are the model's own training or tuning radiographs, re-encoded or not."""
+    try:
+        protocol = card.protocol()
+    except CxrError:
+        return None
+    seen = [r.path for r in protocol.train + protocol.tune]
+    reference = PixelCache(images.size).load(seen, workers=workers)
+    rows = lambda cached: np.stack([cached[i] for i in range(len(cached))])  # noqa: E731
+    same = near_duplicates(rows(images), rows(reference)) if len(reference) else []
+    if not np.any(same):
+        return None
+    return (
+        f"{int(np.sum(same))} of {len(images)} images are the model's own training or tuning "
+        "radiographs (the same pixels, perhaps re-encoded or resized): these numbers are not a "
+        "held-out measurement"
+    )
+
+
 def evaluate(
-    checkpoint: Path,
+    model: Path,
     root: Path,
     split: str | None = None,
     out: Path | None = None,
@@ -81,56 +108,61 @@ def evaluate(
     seed: int = 0,
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    label_map: dict[str, str] | None = None,
 ) -> Evaluation:
-    predictor = load_predictor(Path(checkpoint))
-    meta = predictor.meta
-    classes = meta["classes"]
-    scheme = meta.get("label_scheme") or {}
-    dataset = discover(root, LabelScheme(scheme.get("name", "folder"), scheme.get("negative")))
+    predictor = load_predictor(Path(model))
+    card = predictor.card
+    dataset = discover(root, card.label_scheme_object())
     warnings: list[str] = []
-    records = _records(
-        dataset, split, meta, meta.get("data") or run_data_settings(Path(checkpoint)), warnings
-    )
-    unknown = sorted({r.label for r in records} - set(classes))
+    records = _records(dataset, split, card, warnings)
+    if label_map:
+        unknown_targets = sorted(set(label_map.values()) - set(card.classes))
+        if unknown_targets:
+            raise DatasetError(f"--label-map names {unknown_targets}, not classes of the model")
+        records = [replace(r, label=label_map.get(r.label, r.label)) for r in records]
+    unknown = sorted({r.label for r in records} - set(card.classes))
     if unknown:
         raise DatasetError(
-            f"{dataset.root}: labels {unknown} are not among the model's classes {classes}"
+            f"{dataset.root}: labels {unknown} are not among the model's classes "
+            f"{list(card.classes)} (map them with --label-map {unknown[0]}=CLASS)"
         )
-    prep = predictor.preprocessing
+    prep = card.preprocessing
     images = PixelCache(prep.size, prep.resize).load(
         [r.path for r in records], workers=workers, progress=progress
     )
     if not len(images):
         raise DatasetError(f"{dataset.root}: none of the {len(records)} images could be read")
+    if split not in PROTOCOL_PARTS and split != "train":
+        warning = _overlap_warning(card, images, workers)
+        if warning:
+            warnings.append(warning)
     by_path = {r.path: r for r in records}
     kept = [by_path[p] for p in images.paths]
-    targets = [classes.index(r.label) for r in kept]
-    loader = DataLoader(CachedXrays(images, targets, prep, None), batch_size=64)
+    targets = [card.classes.index(r.label) for r in kept]
+    loader = DataLoader(CachedXrays(images, targets, prep), batch_size=64)
     probs = np.concatenate([predictor.predict(x.numpy()) for x, _ in loader])
-    stored = meta.get("threshold")
-    frozen = None
-    if stored:
-        frozen = {**stored, "source": "checkpoint"}
-        if threshold is not None:
-            warnings.append(
-                f"THRESHOLD OVERRIDDEN: {threshold} instead of the validation-chosen "
-                f"{stored['value']:.4g} ({stored['rule']}); these numbers are not the model's"
-            )
-            frozen = {**stored, "value": threshold, "source": "override (--threshold)"}
+    if threshold is not None:
+        if card.threshold is None:
+            raise DatasetError("--threshold applies to binary models only")
+        warnings.append(
+            f"THRESHOLD OVERRIDDEN: {threshold} instead of the tuning-chosen "
+            f"{card.threshold.value:.4g} ({card.threshold.rule}); these numbers are not the model's"
+        )
+        card = card.with_threshold(threshold, "override (--threshold)")
     split_name = split or "all"
     predictions = Predictions(
-        name=_name(Path(checkpoint)),
-        classes=classes,
+        name=_name(Path(model)),
+        card=card,
         paths=[str(r.path) for r in kept],
+        digest=list(images.digests),
         patients=[r.group or "" for r in kept],
         labels=[r.label for r in kept],
-        probs=probs,
-        threshold=frozen,
+        probs=np.round(probs, 6),  # what the CSV holds: every figure is computed from it
         split=split_name,
-        model_file=Path(checkpoint).resolve(),
-        meta=dict(meta),
+        data=str(dataset.root.resolve()),
+        model_file=Path(model).resolve(),
     )
-    history = Path(checkpoint).parent / "history.csv"
+    history = Path(model).parent / "history.csv"
     predictions.history = history if history.is_file() else None
     scores = score(predictions, bootstrap, seed)
     out = out or new_output_dir(Path("evaluations"), f"{predictions.name}-{split_name}")
@@ -142,16 +174,14 @@ def evaluate(
             csv.writer(fh).writerows([("path", "reason"), *failures])
     info = {
         "name": predictions.name,
-        "checkpoint": str(predictions.model_file),
-        "data": str(dataset.root.resolve()),
+        "model": str(predictions.model_file),
+        "data": predictions.data,
         "split": split_name,
-        "classes": classes,
-        "threshold": frozen,
-        "temperature": meta.get("temperature"),
         "n_images": len(kept),
         "unreadable": len(failures),
         "warnings": warnings,
         **scores,
+        "card": card.to_dict(),
     }
     (out / "metrics.json").write_text(json.dumps(info, indent=2, default=_json))
     save_figures(predictions, out)

@@ -19,9 +19,8 @@ def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float 
     """(label, truth, score, operating threshold): the positive class of a binary model, else each
     class against the rest."""
     if p.binary:
-        value = p.threshold["value"] if p.threshold else None
-        truth = (p.targets == p.positive).astype(int)
-        return [(p.name, truth, p.probs[:, p.positive], value)]
+        value = p.threshold.value if p.threshold else None
+        return [(p.name, *p.binary_view(), value)]
     return [
         (f"{p.name}: {c}", (p.targets == i).astype(int), p.probs[:, i], None)
         for i, c in enumerate(p.classes)
@@ -72,10 +71,10 @@ def pr_figure(models: list[Predictions]) -> Figure:
 def threshold_figure(p: Predictions) -> Figure:
     """Sensitivity, specificity and precision against the threshold; the frozen one marked."""
     if p.binary:
-        truth, s = (p.targets == p.positive).astype(int), p.probs[:, p.positive]
+        truth, s = p.binary_view()
         what = p.classes[p.positive]
     else:
-        view = p.abnormal_view()
+        view = p.binary_view()
         if view is None:
             raise CxrError(f"{p.name}: no binary view (no 'normal' class)")
         (truth, s), what = view, "not normal"
@@ -91,8 +90,8 @@ def threshold_figure(p: Predictions) -> Figure:
     ax.plot(grid, spec, label="specificity")
     ax.plot(grid, prec, label="precision (PPV)")
     if p.binary and p.threshold:
-        ax.axvline(p.threshold["value"], color="black", linestyle="--", linewidth=1)
-        ax.text(p.threshold["value"], 0.5, " chosen threshold", fontsize=8)
+        ax.axvline(p.threshold.value, color="black", linestyle="--", linewidth=1)
+        ax.text(p.threshold.value, 0.5, " chosen threshold", fontsize=8)
     ax.set(xlabel=f"threshold on P({what})", ylabel="rate", title="Trade-off against threshold")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower left", fontsize=8)
@@ -123,7 +122,7 @@ def reliability_figure(p: Predictions, bins: int = 10) -> Figure:
     """Observed frequency against predicted probability (positive class, or the arg-max's
     confidence for a multi-class model), with how many predictions each bin holds."""
     if p.binary:
-        truth, s = (p.targets == p.positive).astype(int), p.probs[:, p.positive]
+        truth, s = p.binary_view()
         what = f"P({p.classes[p.positive]})"
     else:
         s, truth, what = p.probs.max(1), (p.probs.argmax(1) == p.targets).astype(int), "confidence"
@@ -147,26 +146,33 @@ def reliability_figure(p: Predictions, bins: int = 10) -> Figure:
     return fig
 
 
-def learning_curves_figure(history: Path) -> Figure:
-    """Training against validation per epoch: a widening loss gap is over-fitting."""
+def read_history(history: Path) -> dict[str, np.ndarray]:
+    """A run's history.csv (one row per epoch, counted from 1) as columns of floats."""
     with history.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    keys = rows[0].keys() if rows else []
+    return {k: np.array([float(r[k]) if r.get(k) else np.nan for r in rows]) for k in keys}
 
-    def series(key: str) -> list[float]:
-        return [float(r[key]) if r.get(key) else np.nan for r in rows]
+
+def learning_curves_figure(history: Path) -> Figure:
+    """Training against tuning-split figures per epoch: a widening loss gap is over-fitting."""
+    h = read_history(history)
+    epochs = h["epoch"].astype(int)
+
+    def series(key: str) -> np.ndarray:
+        return h.get(key, np.full(len(epochs), np.nan))
 
     fig = Figure(figsize=(11, 3.4))
     axes = fig.subplots(1, 3)
     for ax, key, title in zip(axes[:2], ("loss", "acc"), ("loss", "accuracy"), strict=True):
         ax.plot(epochs, series(f"train_{key}"), "o-", label="train")
-        ax.plot(epochs, series(f"val_{key}"), "o-", label="validation")
+        ax.plot(epochs, series(f"val_{key}"), "o-", label="tuning split")
         ax.set(xlabel="epoch", title=title)
         ax.legend(fontsize=8)
-    axes[2].plot(epochs, series("val_auroc"), "o-", color="C1", label="validation")
+    axes[2].plot(epochs, series("val_auroc"), "o-", color="C1", label="tuning split")
     best = int(np.nanargmax(series("val_auroc")))
     axes[2].plot(epochs[best], series("val_auroc")[best], "*", markersize=14, color="C3")
-    axes[2].set(xlabel="epoch", title="validation AUROC (star: kept)")
+    axes[2].set(xlabel="epoch", title="tuning-split AUROC (star: kept)")
     fig.tight_layout()
     return fig
 
@@ -203,7 +209,7 @@ def evaluation_figures(p: Predictions) -> dict[str, tuple[str, Figure]]:
         "roc": ("ROC", roc_figure([p])),
         "precision_recall": ("Precision-recall", pr_figure([p])),
     }
-    if p.binary or p.abnormal_view() is not None:
+    if p.binary or p.binary_view() is not None:
         figures["threshold"] = (
             "Sensitivity, specificity and precision against threshold",
             threshold_figure(p),

@@ -9,7 +9,7 @@ import random
 import resource
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,8 @@ def _model_file(name_or_path: str, folder: Path) -> Path:
         return Path(name_or_path)
     torch.manual_seed(0)
     model = create_model(name_or_path).eval()
-    return save_model(folder / "model.pt", model, {"classes": ["NORMAL", "PNEUMONIA"]})
+    model.card = replace(model.card, classes=("NORMAL", "PNEUMONIA"))
+    return save_model(folder / "model.pt", model)
 
 
 def _calibration(model_file: Path) -> list[Path]:
@@ -92,13 +93,13 @@ def model_throughput(
     with tempfile.TemporaryDirectory() as tmp:
         if Path(name_or_path).suffix == ".onnx":  # an export as it is, INT8 included
             model_file, onnx_file, backends = None, Path(name_or_path), ("onnx",)
-            meta = OnnxPredictor(onnx_file).meta
-            model = create_model(meta["architecture"], **meta["args"])
-            size = meta["preprocessing"]["size"]
+            card = OnnxPredictor(onnx_file).card
+            model = create_model(card.architecture, **card.args)
+            size = card.preprocessing.size
         else:
             model_file = _model_file(name_or_path, Path(tmp))
             model = load_model(model_file)
-            size = model.preprocessing.size
+            size = model.card.preprocessing.size
             onnx_file = Path(tmp) / "model.onnx"
             if "onnx" in backends:
                 export_onnx(model_file, onnx_file)

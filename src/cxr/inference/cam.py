@@ -18,9 +18,9 @@ from cxr.data.image import XrayImage
 
 def heat_map(model: nn.Module, image: XrayImage, class_index: int) -> np.ndarray:
     """Grad-CAM for `class_index`, in [0, 1], at the image's own height and width."""
-    prep = model.preprocessing
+    prep = model.card.preprocessing
     x = torch.from_numpy(prep.to_array(image.pixels))[None]
-    layer = model.get_submodule(model.target_layer)
+    layer = model.get_submodule(model.card.spec.target_layer)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         small = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])[0]
     height, width = image.pixels.shape

@@ -1,8 +1,9 @@
-"""`cxr export`: the checkpoint as an ONNX file that stands alone: probabilities out (temperature
-and softmax inside the graph), dynamic batch, classes/threshold/preprocessing in its metadata."""
+"""`cxr export`: the checkpoint as an ONNX file that stands alone: probabilities out (calibration
+and softmax inside the graph), dynamic batch, the model card in its metadata."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import tempfile
@@ -10,26 +11,14 @@ from pathlib import Path
 
 import onnx
 import torch
-from torch import nn
 
-from cxr.data.discovery import discover
-from cxr.data.labels import LabelScheme
 from cxr.data.preprocess import Preprocessing
 from cxr.data.reader import read_image
-from cxr.data.split import training_split
 from cxr.errors import CxrError
 from cxr.inference.predictor import ONNX_META_KEY
-from cxr.models.io import load_model, run_data_settings
-from cxr.settings import resolve_data
-
-
-class _Probabilities(nn.Module):
-    def __init__(self, model: nn.Module, temperature: float) -> None:
-        super().__init__()
-        self.model, self.temperature = model, temperature
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.model(x) / self.temperature).softmax(1)
+from cxr.inference.probabilities import Calibrated
+from cxr.models.card import ModelCard
+from cxr.models.io import load_model, read_card
 
 
 def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None = None) -> Path:
@@ -42,8 +31,8 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
             fp32 = export_onnx(checkpoint, Path(tmp) / "fp32.onnx")
             return _quantize(fp32, out, int8_calibration)
     model = load_model(checkpoint)
-    size = model.preprocessing.size
-    wrapped = _Probabilities(model, model.temperature).eval()
+    size = model.card.preprocessing.size
+    wrapped = Calibrated(model).eval()
     example = torch.zeros(2, 1, size, size)
     torch.onnx.export(
         wrapped,
@@ -55,21 +44,15 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
         opset_version=17,
         dynamo=False,
     )
-    meta = {
-        **model.meta,
-        "data": model.meta.get("data") or run_data_settings(Path(checkpoint)),
-        "temperature": model.temperature,
-        "exported_from": Path(checkpoint).name,
-    }
-    return _write_meta(out, meta)
+    return _write_card(out, model.card)
 
 
-def _write_meta(path: Path, meta: dict) -> Path:
-    """The model's own description, as the ONNX file's `cxr` metadata entry (replacing any)."""
+def _write_card(path: Path, card: ModelCard) -> Path:
+    """The model card, as the ONNX file's `cxr` metadata entry (replacing any)."""
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     entry = graph.metadata_props.add()
-    entry.key, entry.value = ONNX_META_KEY, json.dumps(meta)
+    entry.key, entry.value = ONNX_META_KEY, json.dumps(card.to_dict())
     onnx.save(graph, str(path))
     return path
 
@@ -104,28 +87,14 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
     )
-    graph = onnx.load(str(out))
-    del graph.metadata_props[:]
-    entry = graph.metadata_props.add()
-    entry.key = ONNX_META_KEY
-    entry.value = json.dumps(
-        {**source.meta, "quantized": f"int8, {len(images)} calibration images"}
-    )
-    onnx.save(graph, str(out))
-    return out
+    recipe = {**source.card.recipe, "quantized": f"int8, {len(images)} calibration images"}
+    return _write_card(out, dataclasses.replace(source.card, recipe=recipe))
 
 
 def training_images(checkpoint: Path, count: int, seed: int = 0) -> list[Path]:
-    """Calibration images from the model's own training split, never its validation patients."""
-    meta = load_model(checkpoint).meta
-    settings = meta.get("data") or run_data_settings(Path(checkpoint))
-    if not settings:
+    """Calibration images from the model's own training part, never its tuning or test patients."""
+    card = read_card(checkpoint)
+    if not card.data:
         raise CxrError(f"{checkpoint} records no training data; give --calibration FOLDER")
-    dataset = discover(
-        resolve_data(settings["root"]),
-        LabelScheme(settings.get("scheme", "folder"), settings.get("negative")),
-    )
-    train, _ = training_split(
-        dataset, settings["val_fraction"], settings["seed"], settings["limit"]
-    )
+    train = card.protocol().train
     return [r.path for r in random.Random(seed).sample(train, min(count, len(train)))]

@@ -18,8 +18,6 @@ from cxr.errors import CxrError, ImageReadError
 from cxr.inference.plausibility import flags
 from cxr.inference.predictor import Predictor
 
-NORMAL = "normal"
-
 
 def expand(inputs: Sequence[Path]) -> list[Path]:
     """Files as given, folders searched recursively for image suffixes, in a stable order."""
@@ -40,7 +38,7 @@ class _Inputs(Dataset):
     """Read and preprocess in DataLoader workers; a failure comes back as its reason."""
 
     def __init__(self, paths: list[Path], predictor: Predictor) -> None:
-        self.paths, self.prep = paths, predictor.preprocessing
+        self.paths, self.prep = paths, predictor.card.preprocessing
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -107,50 +105,26 @@ class Worklist:
         ]
 
 
-def urgency(classes: list[str], probs: np.ndarray, positive: str | None) -> np.ndarray:
-    """P(positive class) for a binary model; else the largest probability of a non-normal class."""
-    if positive is not None:
-        return probs[:, classes.index(positive)]
-    abnormal = [i for i, c in enumerate(classes) if c.lower() != NORMAL]
-    return probs[:, abnormal].max(1)
-
-
-def positive_class(predictor: Predictor) -> str | None:
-    """The class whose probability ranks the worklist: the threshold's, else the non-normal one of
-    a binary model; None for multi-class (then any non-normal class counts)."""
-    classes, threshold = predictor.classes, predictor.threshold
-    if threshold:
-        return threshold["positive_class"]
-    if len(classes) == 2:
-        return next((c for c in classes if c.lower() != NORMAL), classes[1])
-    return None
-
-
 def score(
     predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[list[str]]
 ) -> list[Row]:
-    """One batch of preprocessed images to unranked worklist rows."""
-    classes, threshold = predictor.classes, predictor.threshold
-    positive = positive_class(predictor)
+    """One batch of preprocessed images to unranked worklist rows; the card decides and ranks."""
+    card = predictor.card
     probs = predictor.predict(np.stack(arrays))
-    rows = []
-    for name, p, u, f in zip(names, probs, urgency(classes, probs, positive), notes, strict=True):
-        if threshold:
-            pos = classes.index(positive)
-            label = classes[pos] if p[pos] >= threshold["value"] else classes[1 - pos]
-        else:
-            label = classes[int(np.argmax(p))]
-        rows.append(Row(name, p, label, float(u), f))
-    return rows
+    decided, urgency = card.decide(probs), card.urgency(probs)
+    return [
+        Row(name, p, card.classes[d], float(u), f)
+        for name, p, d, u, f in zip(names, probs, decided, urgency, notes, strict=True)
+    ]
 
 
 def ranked(predictor: Predictor, rows: list[Row], failures: list[tuple[str, str]]) -> Worklist:
     rows = sorted(rows, key=lambda r: -r.urgency)
     for k, row in enumerate(rows, 1):
         row.rank = k
-    positive = positive_class(predictor)
-    what = f"P({positive})" if positive else "P(not normal)"
-    return Worklist(predictor.classes, rows, failures, what)
+    card = predictor.card
+    what = f"P({card.positive_class})" if card.binary else "P(not normal)"
+    return Worklist(list(card.classes), rows, failures, what)
 
 
 def predict_paths(

@@ -1,31 +1,26 @@
 """Two interchangeable backends behind one interface: the PyTorch checkpoint and its ONNX export
-(onnxruntime). Both take normalised (N, 1, S, S) float32 batches and return probabilities, with
-the temperature applied, so `cxr predict` does not care which file it was given."""
+(onnxruntime). Both take normalised (N, 1, S, S) float32 batches and return calibrated
+probabilities, and both carry the model card, so no caller cares which file it was given."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cxr.data.preprocess import Preprocessing
 from cxr.errors import CxrError
 from cxr.inference.probabilities import probabilities
+from cxr.models.card import ModelCard
 from cxr.models.io import load_model
 
 ONNX_META_KEY = "cxr"
 
 
-@dataclass
 class Predictor:
-    classes: list[str]
-    threshold: dict | None
-    preprocessing: Preprocessing
+    card: ModelCard
     source: Path
-    meta: dict  # what the model file says of itself: classes, threshold, data split, metrics
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -34,10 +29,7 @@ class Predictor:
 class TorchPredictor(Predictor):
     def __init__(self, path: Path) -> None:
         self.model = load_model(path).to(memory_format=torch.channels_last)
-        meta = self.model.meta
-        super().__init__(
-            meta["classes"], meta.get("threshold"), self.model.preprocessing, path, meta
-        )
+        self.card, self.source = self.model.card, path
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -58,9 +50,11 @@ class OnnxPredictor(Predictor):
             raise CxrError(
                 f"{path}: an ONNX model not exported by cxr (no '{ONNX_META_KEY}' metadata)"
             )
-        meta = json.loads(custom[ONNX_META_KEY])
-        prep = Preprocessing(**meta["preprocessing"])
-        super().__init__(meta["classes"], meta.get("threshold"), prep, path, meta)
+        try:
+            self.card = ModelCard.from_dict(json.loads(custom[ONNX_META_KEY]))
+        except (ValueError, CxrError) as exc:
+            raise CxrError(f"{path}: its cxr metadata is not a model card ({exc})") from exc
+        self.source = path
         self.input = self.session.get_inputs()[0].name
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

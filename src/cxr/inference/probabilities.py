@@ -1,5 +1,6 @@
 """The one way from a model's output to probabilities: every command (training's final pass,
-evaluate, predict, the service) goes through here so the stored temperature is never skipped."""
+evaluate, predict, the service, the ONNX graph) goes through here so the card's calibration is
+never skipped."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from torch.utils.data import DataLoader, Dataset
 
 
 def probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """softmax(logits / T), T the temperature fitted on validation (1 when there is none)."""
-    return (model(x).float() / getattr(model, "temperature", 1.0)).softmax(1)
+    """softmax(calibrated logits), the calibration being the one in `model.card`."""
+    return model.card.calibration.logits(model(x).float()).softmax(1)
+
+
+class Calibrated(nn.Module):
+    """A model whose output is its calibrated probabilities: what the ONNX export contains."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.card = model, model.card
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return probabilities(self.model, x)
 
 
 @torch.inference_mode()

@@ -1,7 +1,7 @@
 """One way in for every model, ours and pretrained: `create_model(name, ...)`, like timm's registry.
 
-A registered builder returns a bare `nn.Module`; the registry attaches the model's preprocessing and
-its Grad-CAM target layer so every later step reads them from the model, never from a copy.
+A registered builder returns a bare `nn.Module`; the registry attaches a model card (architecture,
+arguments, preprocessing) as `model.card`, the one extra attribute, which training completes.
 """
 
 from __future__ import annotations
@@ -60,16 +60,20 @@ def model_spec(name: str) -> ModelSpec:
 def create_model(
     name: str, pretrained: bool = False, num_classes: int = 2, in_chans: int = 1, **kwargs
 ) -> nn.Module:
-    """Build a model; `model.preprocessing` and `model.target_layer` then say how to use it."""
+    """Build a model; `model.card` says what it is, `model_spec(name)` where its head and Grad-CAM
+    layer are."""
+    from cxr.models.card import ModelCard
+
     spec = model_spec(name)
     if pretrained and spec.pretrained_source is None:
         raise CxrError(f"{name} has no pretrained weights; it is trained from scratch")
     model = spec.builder(
         pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs
     )
-    model.cxr_name = name
-    model.cxr_args = {"num_classes": num_classes, "in_chans": in_chans, **kwargs}
-    model.preprocessing = spec.preprocessing
-    model.target_layer = spec.target_layer
-    model.head_name = spec.head
+    model.card = ModelCard(
+        architecture=name,
+        args={"num_classes": num_classes, "in_chans": in_chans, **kwargs},
+        classes=tuple(str(i) for i in range(num_classes)),
+        preprocessing=spec.preprocessing,
+    )
     return model

@@ -10,7 +10,7 @@ import io
 import os
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -29,8 +29,6 @@ from cxr.inference.predictor import TorchPredictor, load_predictor
 TOKEN_ENV = "CXR_API_TOKEN"
 PAGE = Path(__file__).with_name("static") / "index.html"
 UNSUPPORTED = {ImageProblem.NOT_AN_IMAGE, ImageProblem.UNSUPPORTED}
-CARD_KEYS = ("architecture", "args", "classes", "threshold", "preprocessing", "temperature",
-             "data_fingerprint", "strategy", "val_metrics", "versions", "quantized")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             ) from None
 
     def infer(images: list[XrayImage], names: list[str]) -> list[Row]:
-        arrays = [predictor.preprocessing.to_array(im.pixels) for im in images]
+        arrays = [predictor.card.preprocessing.to_array(im.pixels) for im in images]
         return score(predictor, names, arrays, [flags(im) for im in images])
 
     cam_model = copy.deepcopy(predictor.model) if isinstance(predictor, TorchPredictor) else None
@@ -83,14 +81,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         from cxr.inference.cam import heat_map, overlay
 
         with cam_lock:
-            cam = heat_map(cam_model, image, predictor.classes.index(row.predicted))
+            cam = heat_map(cam_model, image, predictor.card.classes.index(row.predicted))
         return _png_url(overlay(image, cam)), _png_url(PILImage.fromarray(image.pixels))
 
     def as_json(row: Row) -> dict:
         return {
             "filename": row.path,
             "probabilities": {
-                c: float(p) for c, p in zip(predictor.classes, row.probs, strict=True)
+                c: float(p) for c, p in zip(predictor.card.classes, row.probs, strict=True)
             },
             "predicted": row.predicted,
             "urgency": row.urgency,
@@ -108,7 +106,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     @app.get("/api/model", dependencies=[Depends(authorised)])
     async def model_card() -> dict:
-        return {k: predictor.meta[k] for k in CARD_KEYS if k in predictor.meta}
+        card = predictor.card.to_dict()
+        card.pop("tuning")  # hundreds of numbers; the page asks /api/model/tuning for them
+        return {**card, "summary": predictor.card.summary()}
+
+    @app.get("/api/model/tuning", dependencies=[Depends(authorised)])
+    async def tuning_predictions() -> dict:
+        """The tuning split's calibrated predictions: an operating-point explorer works on them."""
+        return predictor.card.tuning
 
     @app.post("/api/predict", dependencies=[Depends(authorised)])
     async def predict(
@@ -120,7 +125,12 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         image = await read_upload(file)
         name = file.filename or "upload"
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
-        answer = {**as_json(row), "threshold": predictor.threshold, "cam": None}
+        threshold = predictor.card.threshold
+        answer = {
+            **as_json(row),
+            "threshold": asdict(threshold) if threshold else None,
+            "cam": None,
+        }
         if cam:
             if not isinstance(predictor, TorchPredictor):
                 raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")

@@ -11,9 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cxr.data.preprocess import Preprocessing
-from cxr.data.xrays import CachedXrays
 from cxr.training.config import DataConfig
-from cxr.training.datamodule import XrayDataModule
+from cxr.training.datamodule import PixelTensors, XrayDataModule
 
 
 class HeadInputs(Dataset):
@@ -30,15 +29,15 @@ class HeadInputs(Dataset):
 @torch.inference_mode()
 def head_inputs(
     model: nn.Module,
-    images: CachedXrays,
+    images: PixelTensors,
     device: torch.device,
     batch_size: int,
-    workers: int,
     bf16: bool,
     channels_last: bool = True,
 ) -> torch.Tensor:
     """What the model's head receives for each image, from the backbone in eval mode."""
-    head = model.get_submodule(model.head_name)
+    prep = model.card.preprocessing
+    head = model.get_submodule(model.card.spec.head)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _, args: captured.append(args[0].float().cpu()))
     was_training = model.training
@@ -48,10 +47,10 @@ def head_inputs(
         torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
     try:
-        loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
         with autocast:
-            for x, _ in loader:
-                model(x.to(device).contiguous(memory_format=layout))
+            for x, _ in DataLoader(images, batch_size=batch_size):
+                x = (x.to(device).float() / 255.0 - prep.mean) / prep.std
+                model(x.contiguous(memory_format=layout))
     finally:
         hook.remove()
         model.train(was_training)
@@ -59,33 +58,21 @@ def head_inputs(
 
 
 class ProbeDataModule(XrayDataModule):
-    """Serves head inputs of the model being trained instead of images; `val_images` stays for
-    the final full-model pass."""
+    """Serves the head inputs of `model` (frozen; set before fitting) instead of images;
+    `train_images` and `tune_images` stay images."""
 
-    features_only = True
+    model: nn.Module
 
-    def __init__(
-        self, cfg: DataConfig, prep: Preprocessing, bf16: bool, channels_last: bool
-    ) -> None:
+    def __init__(self, cfg: DataConfig, prep: Preprocessing, bf16: bool, channels_last: bool):
         super().__init__(cfg, prep)
         self.bf16, self.channels_last = bf16, channels_last
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
-        model = self.trainer.lightning_module.model
-        device = self.trainer.strategy.root_device
-        for name in ("train_set", "val_set"):
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        for name in ("train_set", "tune_set"):
             images = getattr(self, name)
             features = head_inputs(
-                model,
-                images,
-                device,
-                self.cfg.batch_size,
-                self.cfg.workers,
-                self.bf16,
-                self.channels_last,
+                self.model, images, device, self.cfg.batch_size, self.bf16, self.channels_last
             )
             setattr(self, name, HeadInputs(features, images.targets))
-
-    def _loader(self, dataset, shuffle, sampler) -> DataLoader:
-        return DataLoader(dataset, self.cfg.batch_size, shuffle=shuffle, sampler=sampler)

@@ -1,4 +1,8 @@
-"""`fit(config)`: one training run from config to a run folder holding a self-describing model."""
+"""`fit(config)`: one training run from config to a run folder holding a self-describing model.
+
+The tuning part chooses the epoch, the calibration and the threshold; the internal-test part is
+never looked at here (`cxr evaluate --split internal-test` and `cxr study` score it).
+"""
 
 from __future__ import annotations
 
@@ -11,36 +15,54 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from cxr.evaluation.calibration import fit_temperature, scale
-from cxr.evaluation.metrics import auroc, expected_calibration_error, one_vs_rest_auroc
+from cxr.data.xrays import CachedXrays
 from cxr.inference.probabilities import logits_of
+from cxr.metrics.calibration import calibration_error, choose_calibration
+from cxr.metrics.classification import auroc, binary_metrics
+from cxr.metrics.thresholds import choose_threshold
 from cxr.models import create_model, model_spec, save_model
+from cxr.models.card import Threshold
 from cxr.outputs import new_output_dir
+from cxr.training.augment import batch_augment
 from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
 from cxr.training.features import ProbeDataModule
+from cxr.training.finetuning import HeadFirst
 from cxr.training.module import XrayClassifier
-from cxr.training.thresholds import choose_threshold
+
+TUNING_PREDICTIONS = "tuning_predictions.csv"
 
 
-def positive_index(classes: list[str]) -> int:
-    """The class a binary threshold is about: whichever is not 'normal' (else the second)."""
-    normal = [i for i, c in enumerate(classes) if c.lower() == "normal"]
-    return 1 - normal[0] if len(classes) == 2 and normal else 1
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: without them bf16 matrix products are emulated and slower than fp32
+    (on an AVX-512 host without either, torch.mm ran 85 GFLOP/s in fp32 and 16 in bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if precision != "auto":
+        return precision
+    gpu = accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu or cpu_has_bf16() else "32-true"
 
 
 def fit(cfg: TrainConfig) -> Path:
     L.seed_everything(cfg.data.seed, workers=True)
-    spec = model_spec(cfg.model.name)
-    prep = spec.preprocessing
+    prep = model_spec(cfg.model.name).preprocessing
     if cfg.model.size:
         prep = dataclasses.replace(prep, size=cfg.model.size)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if cfg.model.strategy == "linear_probe":
-        bf16 = "bf16" in str(cfg.trainer.precision)
-        data = ProbeDataModule(cfg.data, prep, bf16, cfg.trainer.channels_last)
+        data = ProbeDataModule(cfg.data, prep, "bf16" in precision, cfg.trainer.channels_last)
     else:
         data = XrayDataModule(cfg.data, prep)
     model = create_model(
@@ -50,7 +72,8 @@ def fit(cfg: TrainConfig) -> Path:
         in_chans=1,
         **cfg.model.args,
     )
-    model.preprocessing = prep
+    data.model = model  # the probe computes its features with it
+    model.card = dataclasses.replace(model.card, classes=tuple(data.classes), preprocessing=prep)
     if rank_zero_only.rank == 0:
         run = new_output_dir(Path(cfg.runs_dir), cfg.name)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -62,87 +85,136 @@ def fit(cfg: TrainConfig) -> Path:
         cfg.optim,
         cfg.model.strategy,
         weights,
-        run / "history.csv",
+        batch_augment(cfg.data.augment, cfg.data.hflip),
         channels_last=cfg.trainer.channels_last,
     )
     best = ModelCheckpoint(
         dirpath=run / "lightning", filename="best", monitor="val_auroc", mode="max", save_top_k=1
     )
+    callbacks = [best, EarlyStopping("val_auroc", mode="max", patience=cfg.optim.patience)]
+    if cfg.model.strategy == "finetune" and cfg.optim.warmup_epochs:
+        callbacks.append(HeadFirst(cfg.optim.warmup_epochs))
+    if cfg.optim.ema:
+        callbacks.append(WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema)))
     trainer = L.Trainer(
         max_epochs=cfg.optim.epochs,
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy,
-        precision=cfg.trainer.precision,
-        callbacks=[best, EarlyStopping("val_auroc", mode="max", patience=cfg.optim.patience)],
+        precision=precision,
+        callbacks=callbacks,
         default_root_dir=run,
-        logger=False,
+        logger=CSVLogger(run, name="", version="lightning"),
         num_sanity_val_steps=0,
         deterministic=True,
         log_every_n_steps=10,
+        enable_model_summary=False,
     )
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
         return run
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    _finish(run, cfg, data, module.model.cpu().to(memory_format=torch.contiguous_format).eval())
+    write_history(run / "lightning" / "metrics.csv", run / "history.csv")
+    model = module.model.cpu().to(memory_format=torch.contiguous_format).eval()
+    _finish(run, cfg, data, model, precision)
     (run / "lightning" / "best.ckpt").unlink()  # model.pt holds the same weights, self-described
     return run
 
 
-def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model) -> None:
-    """Validation predictions of the best epoch, calibrated by a temperature fitted on them, the
-    threshold chosen on the calibrated probabilities, and model.pt holding all of it."""
-    logits = logits_of(model, data.val_images, cfg.data.batch_size)
-    y = np.asarray(data.val_images.targets)
-    model.temperature = fit_temperature(logits, y)
-    raw, p = scale(logits, 1.0), scale(logits, model.temperature)
-    classes = data.classes
+def write_history(logged: Path, out: Path) -> None:
+    """Lightning's CSVLogger rows (steps and epochs mixed) as one row per epoch, epochs counted
+    from 1 as a user counts them."""
+    per_epoch: dict[int, dict[str, str]] = {}
+    with logged.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            epoch = int(row["epoch"])
+            values = {k: v for k, v in row.items() if v not in ("", None) and k != "step"}
+            per_epoch.setdefault(epoch, {}).update(values)
+    fields = ["epoch", "train_loss_epoch", "train_acc", "val_loss", "val_acc", "val_auroc"]
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc"])
+        for epoch, row in sorted(per_epoch.items()):
+            writer.writerow([epoch + 1, *[row.get(k, "") for k in fields[1:]]])
+
+
+def training_population(data: XrayDataModule) -> dict:
+    """The range of the training images' grey-level mean and spread (0.5th-99.5th percentile),
+    so prediction can warn when an image falls outside what the model has seen."""
+    flat = data.train_images.pixels.flatten(1).float()
+    mean, std = flat.mean(1).numpy(), flat.std(1).numpy()
+    return {
+        "images": len(flat),
+        "pixel_mean": [float(np.percentile(mean, 0.5)), float(np.percentile(mean, 99.5))],
+        "pixel_std": [float(np.percentile(std, 0.5)), float(np.percentile(std, 99.5))],
+    }
+
+
+def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision: str) -> None:
+    """Tuning predictions of the best epoch; the calibration chosen on them (kept only if it
+    lowers held-out ECE); the threshold chosen on the calibrated probabilities; model.pt."""
+    tune = data.tune_images
+    logits = logits_of(model, CachedXrays(tune.images, tune.targets, data.prep))
+    y = np.asarray(tune.targets)
+    by_path = {r.path: r for r in data.protocol.tune}
+    patients = np.array([by_path[p].group or str(p) for p in tune.images.paths])
+    card = model.card
+    calibration = choose_calibration(
+        logits, y, card.positive, cfg.calibration, groups=patients, seed=cfg.data.seed
+    )
+    p = calibration.probabilities(logits)
+    raw = dataclasses.replace(calibration, method="none").probabilities(logits)
+    classes = list(data.classes)
     threshold = None
-    metrics = {
-        "val_auroc": auroc(y, p),
-        "val_accuracy": float((p.argmax(1) == y).mean()),
-        "temperature": model.temperature,
+    metrics: dict[str, float] = {
+        "tuning_auroc": auroc(y, p),
+        "tuning_accuracy": float((p.argmax(1) == y).mean()),
+        "tuning_ece_raw": calibration_error(y, raw, card.positive),
+        "tuning_ece": calibration_error(y, p, card.positive),
     }
     if len(classes) == 2:
-        pos = positive_index(classes)
+        pos = card.positive
         truth = (y == pos).astype(int)
-        threshold = {
-            "rule": cfg.threshold_rule,
-            "positive_class": classes[pos],
-            "value": choose_threshold(truth, p[:, pos], cfg.threshold_rule),
-        }
-        decided = p[:, pos] >= threshold["value"]
-        metrics |= {
-            "val_sensitivity": float(decided[truth == 1].mean()),
-            "val_specificity": float((~decided[truth == 0]).mean()),
-            "val_accuracy_at_threshold": float((decided == truth.astype(bool)).mean()),
-            "val_ece_uncalibrated": expected_calibration_error(truth, raw[:, pos]),
-            "val_ece": expected_calibration_error(truth, p[:, pos]),
-        }
-    else:
-        metrics |= {f"val_auroc_{c}": one_vs_rest_auroc(y, p, i) for i, c in enumerate(classes)}
-    by_path = {r.path: r for r in data.val_records}
-    with (run / "val_predictions.csv").open("w", newline="") as fh:
+        value = choose_threshold(truth, p[:, pos], cfg.threshold_rule)
+        threshold = Threshold(value, cfg.threshold_rule, classes[pos], "tuning split")
+        at = binary_metrics(truth, p[:, pos], value)
+        metrics |= {f"tuning_{k}": at[k] for k in ("sensitivity", "specificity", "accuracy")}
+    with (run / TUNING_PREDICTIONS).open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "patient", "label", *[f"p_{c}" for c in classes]])
-        for path, row in zip(data.val_images.images.paths, p, strict=True):
+        writer.writerow(["path", "digest", "patient", "label", *[f"p_{c}" for c in classes]])
+        for i, path in enumerate(tune.images.paths):
             record = by_path[path]
-            writer.writerow([str(path), record.group, record.label, *[f"{v:.6f}" for v in row]])
+            writer.writerow(
+                [str(path), tune.images.digests[i], record.group, record.label]
+                + [f"{v:.6f}" for v in p[i]]
+            )
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    save_model(
-        run / "model.pt",
-        model,
-        {
-            "classes": classes,
-            "label_scheme": {"name": cfg.data.scheme, "negative": cfg.data.negative},
-            "threshold": threshold,
-            "data_fingerprint": data.fingerprint(),
-            "strategy": cfg.model.strategy,
-            "temperature": model.temperature,
-            "data": dataclasses.asdict(cfg.data),
-            "val_metrics": metrics,
+    model.card = dataclasses.replace(
+        card,
+        label_scheme=cfg.data.scheme,
+        negative=cfg.data.negative,
+        threshold=threshold,
+        calibration=calibration,
+        data=dataclasses.asdict(cfg.data),
+        data_fingerprint=data.fingerprint(),
+        strategy=cfg.model.strategy,
+        recipe={
+            "precision": precision,
+            "size": data.prep.size,
+            "epochs_run": int(_epochs_run(run)),
+            **{k: v for k, v in dataclasses.asdict(cfg.optim).items()},
+            "augment": cfg.data.augment,
+            "balance": cfg.data.balance,
         },
+        tuning={"targets": y.tolist(), "probs": np.round(p, 6).tolist()},
+        metrics=metrics,
+        population=training_population(data),
     )
+    save_model(run / "model.pt", model)
+
+
+def _epochs_run(run: Path) -> int:
+    with (run / "history.csv").open(newline="") as fh:
+        return sum(1 for _ in csv.DictReader(fh))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cxr.errors import CxrError
-from cxr.training.thresholds import choose_threshold
+from cxr.metrics.thresholds import choose_threshold
 
 # Worked by hand. Descending thresholds give (sensitivity, specificity):
 # 0.9 (.25, 1), 0.8 (.25, .75), 0.7 (.5, .75), 0.6 (.75, .75), 0.4 (1, .75), 0.35 (1, .5) ...

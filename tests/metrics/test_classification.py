@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from cxr.evaluation.calibration import fit_temperature, scale, scale_threshold
-from cxr.evaluation.metrics import binary_metrics, expected_calibration_error, multiclass_metrics
+from cxr.metrics.classification import (
+    binary_metrics,
+    expected_calibration_error,
+    multiclass_metrics,
+)
 
 TRUTH = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
 P = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.2, 0.1, 0.1, 0.05, 0.7])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cxr.evaluation.stats import bootstrap_intervals, delong_test, mcnemar_test
+from cxr.metrics.stats import bootstrap_intervals, delong_test, mcnemar_test
 
 
 def test_delong_worked_example():
