@@ -61,31 +61,36 @@ def _cxr(*args):
     )
 
 
-def test_evaluate_rebuilds_the_validation_split_exactly(runs, data, tmp_path):
-    result = evaluate(
-        runs["small"] / "model.pt", data / "chest_xray", "validation", tmp_path / "e", bootstrap=50
-    )
+def test_evaluate_rebuilds_the_tuning_part_exactly_and_tests_on_other_patients(
+    runs, data, tmp_path
+):
+    model = runs["small"] / "model.pt"
+    result = evaluate(model, data / "chest_xray", "tuning", tmp_path / "e", bootstrap=50)
     assert result.warnings == [] and result.failures == []
-    with (runs["small"] / "val_predictions.csv").open() as fh:
+    with (runs["small"] / "tuning_predictions.csv").open() as fh:
         stored = {r["path"]: float(r["p_PNEUMONIA"]) for r in csv.DictReader(fh)}
     again = dict(zip(result.predictions.paths, result.predictions.probs[:, 1], strict=True))
     assert set(again) == set(stored)
     assert max(abs(again[p] - stored[p]) for p in stored) < 1e-5
+    test = evaluate(model, data / "chest_xray", "internal-test", tmp_path / "t", bootstrap=20)
+    assert not set(test.predictions.patients) & set(result.predictions.patients)
     info = json.loads((tmp_path / "e" / "metrics.json").read_text())
-    assert info["threshold"]["source"] == "checkpoint"
+    assert info["card"]["threshold"]["source"] == "tuning split"
     assert set(info["ci95"]) >= {"auroc", "sensitivity", "specificity", "ece"}
     assert info["bootstrap"]["unit"] == "patient"
     for name in ("roc", "precision_recall", "threshold", "confusion_matrix", "reliability"):
         assert (tmp_path / "e" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "e" / "learning_curves.png").exists()
     header = (tmp_path / "e" / "predictions.csv").read_text().splitlines()[0]
-    assert header == "path,patient,label,p_NORMAL,p_PNEUMONIA,predicted"
+    assert header == "path,digest,patient,label,p_NORMAL,p_PNEUMONIA,predicted"
 
 
 def test_evaluate_dicom_folder_and_refusals(runs, data, tmp_path):
     folder = data / "dicom_cxr" / "kermany_wrapped"
     result = evaluate(runs["small"] / "model.pt", folder, out=tmp_path / "d", bootstrap=50)
     assert result.scores["metrics"]["n"] == 36 and result.predictions.split == "all"
+    # these DICOMs wrap Kermany training images: the evaluation must say so
+    assert any("training or tuning radiographs" in w for w in result.warnings)
     with pytest.raises(DatasetError, match="choose one with --split"):
         evaluate(runs["small"] / "model.pt", data / "chest_xray", out=tmp_path / "x")
     with pytest.raises(DatasetError, match="no split 'test'"):
@@ -107,24 +112,30 @@ def test_threshold_override_is_loud(runs, data, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "THRESHOLD OVERRIDDEN" in result.stdout
-    assert json.loads((out / "metrics.json").read_text())["threshold"]["source"].startswith(
-        "override"
-    )
+    card = json.loads((out / "metrics.json").read_text())["card"]
+    assert card["threshold"]["source"].startswith("override")
     again = _cxr("evaluate", runs["small"] / "model.pt", "--out", out)
     assert again.returncode == 2 and "never overwrites" in again.stdout
 
 
 def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_path):
     model = runs["small"] / "model.pt"
-    result = _cxr("calibrate", model, "--out", tmp_path / "c.pt")
-    assert result.returncode == 0, result.stderr
+    site = evaluate(model, data / "chest_xray_originals", out=tmp_path / "s", bootstrap=10)
+    result = _cxr(
+        "calibrate", model, "--predictions", tmp_path / "s" / "predictions.csv",
+        "--method", "platt", "--out", tmp_path / "c.pt",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "expected calibration error" in result.stdout
     folder = data / "dicom_cxr" / "kermany_wrapped"
     before = evaluate(model, folder, out=tmp_path / "b1", bootstrap=10).predictions
     after = evaluate(tmp_path / "c.pt", folder, out=tmp_path / "b2", bootstrap=10).predictions
+    assert after.card.calibration.method == "platt"
+    assert not np.allclose(before.probs, after.probs, atol=1e-3)  # the probabilities moved
     differ = before.decisions() != after.decisions()
-    value = before.threshold["value"]
+    value = before.threshold.value
     assert np.all(np.abs(before.probs[differ, 1] - value) < 1e-4)  # float rounding at the edge
+    assert site.predictions.split == "all"
     assert _cxr("calibrate", model, "--out", tmp_path / "c.pt").returncode == 2
 
 
@@ -144,11 +155,29 @@ def test_compare_pairs_and_refuses_different_images(runs, data, tmp_path):
     }
 
 
+def test_cv_runs_every_fold_and_the_report_shows_the_spread(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path / "cache"))
+    result = _cxr(
+        "cv", f"data.root={data / 'chest_xray'}", "data.limit=48", "data.workers=0",
+        "optim.epochs=1", "model.size=32", "model.args={width: 8, depth: 3}",
+        f"runs_dir={tmp_path / 'runs'}", "--folds", "2", "--out", tmp_path / "cv",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert [f["fold"] for f in cv["folds"]] == [1, 2]
+    assert cv["summary"]["auroc"]["min"] <= cv["summary"]["auroc"]["mean"]
+    assert "fold 2/2" in result.stdout
+    folds = sorted((tmp_path / "cv").glob("*-fold*/evaluation"))
+    out = build_report(folds, tmp_path / "cv.html", 20, cv=[tmp_path / "cv"])
+    assert "Cross-validation" in out.read_text() and "2 patient folds" in out.read_text()
+
+
 def test_report_renders_every_figure_in_chromium(runs, tmp_path):
     out = build_report([runs["small"], runs["wide"], runs["three"]], tmp_path / "r.html", 50)
     html = out.read_text()
     for text in ("Decisions and conclusions", "DeLong", "McNemar", "bacterial vs viral",
-                 "Confusion matrix", "Learning curves", "Model: three"):  # fmt: skip
+                 "Confusion matrix", "Learning curves", "Model: three", "internal test",
+                 "Calibration", "official test split"):  # fmt: skip
         assert text in html, text
     uris = html.split('src="data:image/png;base64,')[1:]
     assert len(uris) >= 15

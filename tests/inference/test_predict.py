@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data as photos
+from tests.conftest import save_tiny_model
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
@@ -17,24 +17,13 @@ from cxr.inference.cam import heat_map
 from cxr.inference.export import export_onnx
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
-from cxr.models import create_model, save_model
 
 MARKER = "SYNTHETIC"  # kermany_wrapped's PatientName is SYNTHETIC^PATIENT
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("cxr_cnn").eval()
-    model.temperature = 1.5
-    threshold = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
-    meta = {
-        "classes": ["NORMAL", "PNEUMONIA"],
-        "threshold": threshold,
-        "temperature": 1.5,
-        "label_scheme": {"name": "folder", "negative": None},
-    }
-    return save_model(tmp_path_factory.mktemp("m") / "model.pt", model, meta)
+    return save_tiny_model(tmp_path_factory.mktemp("m") / "model.pt")
 
 
 def _cxr(*args):
@@ -128,8 +117,7 @@ def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path
         export_onnx(model_file, onnx_file)
     torch_p, onnx_p = load_predictor(model_file), load_predictor(onnx_file)
     assert isinstance(torch_p, TorchPredictor) and isinstance(onnx_p, OnnxPredictor)
-    assert onnx_p.classes == torch_p.classes and onnx_p.threshold == torch_p.threshold
-    assert onnx_p.preprocessing == torch_p.preprocessing
+    assert onnx_p.card == torch_p.card  # the whole card travels in the ONNX metadata
     originals = data / "chest_xray_originals" / "train"
     a, b = predict_paths(torch_p, [originals]), predict_paths(onnx_p, [originals])
     assert len(a.rows) == 60
@@ -162,7 +150,7 @@ def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     int8, fp32 = load_predictor(out), load_predictor(model_file)
-    assert "int8" in int8.meta["quantized"] and int8.classes == fp32.classes
+    assert "int8" in int8.card.recipe["quantized"] and int8.card.classes == fp32.card.classes
     paths = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[:8]
     a = {r.path: r.probs for r in predict_paths(fp32, paths).rows}
     b = {r.path: r.probs for r in predict_paths(int8, paths).rows}

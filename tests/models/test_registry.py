@@ -22,8 +22,8 @@ def test_forward_and_backward_at_tiny_size(name):
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
-    assert model.preprocessing.size >= 128
-    model.get_submodule(model.target_layer)  # the Grad-CAM layer exists
+    assert model.card.preprocessing.size >= 128
+    model.get_submodule(model.card.spec.target_layer)  # the Grad-CAM layer exists
 
 
 def _photo(image: np.ndarray, size: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def _photo(image: np.ndarray, size: int) -> np.ndarray:
 
 def test_efficientnet_lite0_wheel_weights_name_imagenet_classes():
     model = create_model("efficientnet_lite0", pretrained=True, num_classes=1000, in_chans=3).eval()
-    prep = model.preprocessing
+    prep = model.card.preprocessing
     batch = [_photo(photos.chelsea(), prep.size), _photo(photos.coffee(), prep.size)]
     x = torch.tensor((np.stack(batch) - prep.mean) / prep.std, dtype=torch.float32).permute(
         0, 3, 1, 2
@@ -46,7 +46,7 @@ def test_grey_stem_sums_the_rgb_filters_and_still_sees_a_cat():
     rgb = create_model("efficientnet_lite0", pretrained=True, num_classes=1000, in_chans=3)
     grey = create_model("efficientnet_lite0", pretrained=True, num_classes=1000, in_chans=1).eval()
     assert torch.allclose(grey.conv_stem.weight, rgb.conv_stem.weight.sum(1, keepdim=True))
-    prep = grey.preprocessing
+    prep = grey.card.preprocessing
     cat = _photo(np.asarray(Image.fromarray(photos.chelsea()).convert("L")), prep.size)
     x = torch.tensor((cat - prep.mean) / prep.std, dtype=torch.float32)[None, None]
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_xrv_weights_load_from_its_cache_folder(tmp_path, monkeypatch):
     model = create_model("xrv_densenet121", pretrained=True)
     assert torch.equal(model.features.conv0.weight, saved.features.conv0.weight)
     assert model.classifier.out_features == 2 and model.op_threshs is None
-    prep = model.preprocessing
+    prep = model.card.preprocessing
     assert (0 - prep.mean) / prep.std == -1024 and (1 - prep.mean) / prep.std == 1024
     with torch.no_grad():
         assert model.eval()(torch.zeros(1, 1, 64, 64)).shape == (1, 2)  # no forced 224 resize

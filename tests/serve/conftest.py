@@ -8,22 +8,12 @@ import time
 
 import httpx
 import pytest
-import torch
-
-from cxr.models import create_model, save_model
+from tests.conftest import save_tiny_model
 
 
 @pytest.fixture(scope="package")
 def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_model("cxr_cnn").eval()
-    meta = {
-        "classes": ["NORMAL", "PNEUMONIA"],
-        "threshold": {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5},
-        "data_fingerprint": "0123456789abcdef",
-        "val_metrics": {"val_auroc": 0.5},
-    }
-    return save_model(tmp_path_factory.mktemp("serve") / "model.pt", model, meta)
+    return save_tiny_model(tmp_path_factory.mktemp("serve") / "model.pt", calibration="none")
 
 
 def _free_port() -> int:

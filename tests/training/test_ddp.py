@@ -1,9 +1,13 @@
 """A real 2-process DDP fit on CPU (gloo), through the CLI as torchrun-style launches run it."""
 
-import json
+import csv
 import os
 import subprocess
 import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
 
 
 def test_two_process_ddp_fit_on_cpu(tmp_path, data):
@@ -15,7 +19,7 @@ def test_two_process_ddp_fit_on_cpu(tmp_path, data):
             "cxr",
             "train",
             f"data.root={data / 'chest_xray'}",
-            "data.limit=64",
+            "data.limit=96",
             "data.workers=0",
             "data.batch_size=16",
             "model.size=48",
@@ -35,6 +39,18 @@ def test_two_process_ddp_fit_on_cpu(tmp_path, data):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stdout + result.stderr
     assert "All distributed processes registered" in result.stdout + result.stderr
-    metrics = json.loads((tmp_path / "runs" / "ddp" / "metrics.json").read_text())
-    assert 0 <= metrics["tuning_auroc"] <= 1
+    run = tmp_path / "runs" / "ddp"
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]  # rank 1 wrote nothing
+    # The AUROC logged during training (each rank scored half of the tuning split) is the AUROC
+    # of the whole split, as the final single-process pass over it computes it, not the mean of
+    # two per-rank AUROCs.
+    (logged,) = list(csv.DictReader((run / "history.csv").open()))
+    rows = list(csv.DictReader((run / "tuning_predictions.csv").open()))
+    assert len(rows) % 2 == 0  # no sample padded onto a rank
+    truth = [r["label"] == "PNEUMONIA" for r in rows]
+    whole = roc_auc_score(truth, [float(r["p_PNEUMONIA"]) for r in rows])
+    assert float(logged["val_auroc"]) == pytest.approx(whole, abs=1e-4)
+    halves = [
+        roc_auc_score(truth[k::2], [float(r["p_PNEUMONIA"]) for r in rows[k::2]]) for k in (0, 1)
+    ]
+    assert abs(np.mean(halves) - whole) > 1e-4  # the two would be told apart

@@ -165,3 +165,11 @@ def test_every_augmentation_level_and_the_ema_train(tmp_path, data):
         fit(_cfg(tmp_path, data, f"name={level}", f"data.augment={level}"))
     run = fit(_cfg(tmp_path, data, "name=ema", "optim.ema=0.9", "optim.schedule=cosine"))
     assert load_model(run / "model.pt").card.recipe["ema"] == 0.9
+
+
+def test_compile_falls_back_to_eager_without_a_compiler(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler on this PATH
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.warns(UserWarning, match=r"torch\.compile is off: no C\+\+ compiler"):
+        run = fit(_cfg(tmp_path, data, "name=c", "trainer.compile=true"))
+    assert load_model(run / "model.pt").card.classes == ("NORMAL", "PNEUMONIA")

@@ -13,6 +13,7 @@ from sklearn.metrics import auc, precision_recall_curve, roc_curve
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.evaluation.predictions import Predictions
+from cxr.metrics.classification import reliability_bins
 
 
 def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
@@ -126,14 +127,7 @@ def reliability_figure(p: Predictions, bins: int = 10) -> Figure:
         what = f"P({p.classes[p.positive]})"
     else:
         s, truth, what = p.probs.max(1), (p.probs.argmax(1) == p.targets).astype(int), "confidence"
-    which = np.minimum((s * bins).astype(int), bins - 1)
-    centres, observed, counts = [], [], []
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            centres.append(s[inside].mean())
-            observed.append(truth[inside].mean())
-            counts.append(int(inside.sum()))
+    centres, observed, counts = reliability_bins(truth, s, bins)
     fig = Figure(figsize=(5.2, 4.8))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")

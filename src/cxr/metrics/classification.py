@@ -33,17 +33,27 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else float("nan")
 
 
+def reliability_bins(
+    truth: np.ndarray, p: np.ndarray, bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-width probability bins that hold predictions: (mean predicted probability, observed
+    rate, count) per bin. The ECE and the reliability diagram are both drawn from these."""
+    truth, p = np.asarray(truth, float), np.asarray(p, float)
+    if len(truth) != len(p):
+        raise ValueError(f"{len(truth)} labels and {len(p)} probabilities")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    used = [b for b in range(bins) if (which == b).any()]
+    predicted = np.array([p[which == b].mean() for b in used])
+    observed = np.array([truth[which == b].mean() for b in used])
+    counts = np.array([int((which == b).sum()) for b in used])
+    return predicted, observed, counts
+
+
 def expected_calibration_error(truth: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Binary ECE: the |observed rate - mean predicted probability| of equal-width probability
     bins, weighted by how many predictions fall in each (Guo et al. 2017 on the positive class)."""
-    truth, p = np.asarray(truth, float), np.asarray(p, float)
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            total += inside.sum() * abs(truth[inside].mean() - p[inside].mean())
-    return float(total / len(p))
+    predicted, observed, counts = reliability_bins(truth, p, bins)
+    return float(np.sum(counts * np.abs(observed - predicted)) / max(counts.sum(), 1))
 
 
 def binary_metrics(truth: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:

@@ -68,6 +68,7 @@ class TrainerConfig:
     # auto: bf16-mixed on GPUs and on CPUs with AVX-512 BF16 or AMX, else 32-true
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     channels_last: bool = True  # 1.35-1.6x faster fp32 training on this CPU (docs/benchmarks.md)
+    compile: bool = False  # torch.compile (inductor); falls back to eager, saying why, without it
 
 
 @dataclass

@@ -14,8 +14,14 @@ class HeadFirst(BaseFinetuning):
         self.warmup_epochs = warmup_epochs
 
     def _backbone(self, pl_module: L.LightningModule):
-        head = pl_module.head
-        return [m for m in pl_module.model.children() if m is not head]
+        """Every leaf module outside the head (the head may sit inside a container, as VGG's
+        `classifier.6` does)."""
+        head = pl_module.model.card.spec.head
+        return [
+            module
+            for name, module in pl_module.model.named_modules()
+            if not list(module.children()) and not (name == head or name.startswith(head + "."))
+        ]
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         self.freeze(self._backbone(pl_module), train_bn=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +19,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from cxr.data.xrays import CachedXrays
@@ -55,6 +57,25 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if gpu or cpu_has_bf16() else "32-true"
 
 
+def compile_unavailable() -> str | None:
+    """Why torch.compile cannot run here, or None: inductor's CPU backend builds C++ kernels."""
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        return "no C++ compiler on PATH (inductor needs one: apt-get install g++)"
+    return None
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
+    """Compile the model's forward in place (its weights and state-dict keys stay as they are)."""
+    if not enabled:
+        return
+    reason = compile_unavailable()
+    if reason:
+        rank_zero_warn(f"torch.compile is off: {reason}; training eagerly")
+        return
+    model.compile()
+
+
 def fit(cfg: TrainConfig) -> Path:
     L.seed_everything(cfg.data.seed, workers=True)
     prep = model_spec(cfg.model.name).preprocessing
@@ -74,6 +95,7 @@ def fit(cfg: TrainConfig) -> Path:
     )
     data.model = model  # the probe computes its features with it
     model.card = dataclasses.replace(model.card, classes=tuple(data.classes), preprocessing=prep)
+    maybe_compile(model, cfg.trainer.compile)
     if rank_zero_only.rank == 0:
         run = new_output_dir(Path(cfg.runs_dir), cfg.name)
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
