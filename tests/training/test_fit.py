@@ -173,3 +173,14 @@ def test_compile_falls_back_to_eager_without_a_compiler(tmp_path, data, monkeypa
     with pytest.warns(UserWarning, match=r"torch\.compile is off: no C\+\+ compiler"):
         run = fit(_cfg(tmp_path, data, "name=c", "trainer.compile=true"))
     assert load_model(run / "model.pt").card.classes == ("NORMAL", "PNEUMONIA")
+
+
+def test_epochs_are_counted_from_one_in_the_progress_bar():
+    import lightning as L
+
+    from cxr.training.progress import EpochProgress
+
+    bar = EpochProgress()
+    bar._trainer = L.Trainer(max_epochs=6, callbacks=[bar], logger=False)
+    assert bar._get_train_description(0).strip() == "Epoch 1/6"
+    assert bar._get_train_description(5).strip() == "Epoch 6/6"

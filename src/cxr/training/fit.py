@@ -36,6 +36,7 @@ from cxr.training.datamodule import XrayDataModule
 from cxr.training.features import ProbeDataModule
 from cxr.training.finetuning import HeadFirst
 from cxr.training.module import XrayClassifier
+from cxr.training.progress import EpochProgress
 
 TUNING_PREDICTIONS = "tuning_predictions.csv"
 
@@ -113,7 +114,11 @@ def fit(cfg: TrainConfig) -> Path:
     best = ModelCheckpoint(
         dirpath=run / "lightning", filename="best", monitor="val_auroc", mode="max", save_top_k=1
     )
-    callbacks = [best, EarlyStopping("val_auroc", mode="max", patience=cfg.optim.patience)]
+    callbacks = [
+        best,
+        EarlyStopping("val_auroc", mode="max", patience=cfg.optim.patience),
+        EpochProgress(),
+    ]
     if cfg.model.strategy == "finetune" and cfg.optim.warmup_epochs:
         callbacks.append(HeadFirst(cfg.optim.warmup_epochs))
     if cfg.optim.ema:
