@@ -54,7 +54,8 @@ def listen_command(
     from cxr.dicomnode.sender import Destination
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for chatty in ("pynetdicom", "highdicom", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     destination = Destination.parse(send_to) if send_to else None
     node = Node(ListenConfig(model, db, spool, ae_title, host, port, destination))
     stop = threading.Event()

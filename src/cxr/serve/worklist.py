@@ -2,8 +2,6 @@
 case at a time with its image and heat map, and the reviewer's decision. Every request names its
 reviewer by token; every list, view and decision goes into the append-only audit table."""
 
-from __future__ import annotations
-
 import base64
 from pathlib import Path
 from typing import Annotated

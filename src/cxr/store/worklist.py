@@ -61,10 +61,11 @@ def record(session: Session, received: Received) -> bool:
         insert(Instance)
         .values(values)
         .on_conflict_do_nothing(index_elements=["sop_instance_uid", "content_digest"])
+        .returning(Instance.id)
     )
-    result = session.execute(statement)
+    inserted = session.execute(statement).first() is not None
     session.commit()
-    return result.rowcount == 1
+    return inserted
 
 
 def known_keys(session: Session, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
