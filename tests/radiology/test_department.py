@@ -32,6 +32,13 @@ def _cxr(*args, check=True) -> subprocess.CompletedProcess:
     return result
 
 
+def _store(port: int, files: list[Path]) -> None:
+    """dcmtk's storescu as the modality, JPEG Baseline proposed for the compressed files."""
+    sent = subprocess.run(["storescu", "-xy", "-aec", "ORTHANC", "127.0.0.1", str(port), *files],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+
+
 def _serve(model: Path, db: str, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     with log.open("w") as out:
@@ -61,14 +68,17 @@ def test_pacs_to_reviewed_dataset(
     listener.send_to = f"ORTHANC@127.0.0.1:{pacs.dicom_port}"
     listener.start()
 
-    sent = subprocess.run(
-        ["storescu", "-xy", "-aec", "ORTHANC", "127.0.0.1", str(pacs.dicom_port), *originals],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert sent.returncode == 0, sent.stdout + sent.stderr
+    # Three NIH files reuse test1's SOP Instance UID with other headers (RIBCAGE, CT,
+    # PatientPosition XX). Orthanc keeps one instance per UID (overwriting) and its Lua job
+    # forwards what is stored when it runs, so those three go one at a time, each once the
+    # previous one has reached cxr: the PACS would otherwise overwrite them before forwarding.
+    reused = [p for p in originals if p.name in {"test4.dcm", "test5.dcm", "test6.dcm"}]
+    batches = [[p for p in originals if p not in reused], *([p] for p in reused)]
+    for n, batch in zip((39, 40, 41, 42), batches, strict=True):
+        _store(pacs.dicom_port, batch)
+        wait_until(lambda n=n: len(list(listener.spool.glob("*.dcm"))) == n, 180, f"{n} spooled")
 
-    # Orthanc forwards each stored instance; three NIH files reuse test1's SOP Instance UID
-    # with other headers (RIBCAGE, CT, PatientPosition XX): kept, flagged, not scored.
+    # The worklist: 39 to review, the three UID-reusing non-chest files kept but not scored.
     admin = _cxr("reviews", "add-reviewer", "admin", "--role", "admin", "--db", db_url)
     admin_token = admin.stdout.strip()
     serve, url = _serve(model_file, db_url, tmp_path / "serve.log")
@@ -78,7 +88,7 @@ def test_pacs_to_reviewed_dataset(
         counts = wait_until(
             lambda: (c := client.get("/api/worklist").json()["counts"])
             and c["pending"] + c["not_scored"] == 42 and c,
-            300, "42 entries in the worklist",
+            600, "42 entries in the worklist",
         )  # fmt: skip
         assert counts["pending"] == 39 and counts["not_scored"] == 3
         not_scored = client.get("/api/worklist", params={"queue": "not_scored"}).json()["rows"]
@@ -87,7 +97,7 @@ def test_pacs_to_reviewed_dataset(
             assert why in reasons
 
         # Results beside the originals: one SC and one SR per scored instance, same study.
-        wait_until(lambda: len(pacs.find(Modality="SR")) == 39, 300, "39 SRs in Orthanc")
+        wait_until(lambda: len(pacs.find(Modality="SR")) == 39, 600, "39 SRs in Orthanc")
         wait_until(lambda: len(pacs.find(Modality="OT")) == 39, 60, "39 SCs in Orthanc")
         sc = pydicom.dcmread(io.BytesIO(pacs.file(pacs.find(Modality="OT")[0])))
         sr = pydicom.dcmread(io.BytesIO(pacs.file(pacs.find(Modality="SR")[0])))
@@ -97,8 +107,19 @@ def test_pacs_to_reviewed_dataset(
         studies = {pacs.get(f"/instances/{i}/tags?simplify")["StudyInstanceUID"]
                    for i in pacs.find(Modality="CR")}  # fmt: skip
         assert sc.StudyInstanceUID in studies and sr.StudyInstanceUID in studies
-        sr_text = str(sr.ContentSequence)
-        assert "RESEARCH USE ONLY" in sr_text and "Model fingerprint" in sr_text
+        # A DICOMweb viewer (e.g. OHIF over Orthanc's plugin) finds both series in the study.
+        qido = httpx.get(f"{pacs.url}/dicom-web/studies/{sr.StudyInstanceUID}/series", timeout=30)
+        modalities = {s["00080060"]["Value"][0] for s in qido.raise_for_status().json()}
+        assert {"OT", "SR"} <= modalities
+        items = {i.ConceptNameCodeSequence[0].CodeMeaning: i for i in sr.ContentSequence}
+        assert items["Intended use"].TextValue == "RESEARCH USE ONLY - NOT A DIAGNOSIS"
+        assert re.fullmatch(r"[0-9a-f]{16}", items["Model fingerprint (SHA-256)"].TextValue)
+        assert items["Threshold rule"].TextValue == "fixed:0.5"
+        probabilities = [float(items[f"Probability of {c}"].MeasuredValueSequence[0].NumericValue)
+                         for c in ("NORMAL", "PNEUMONIA")]  # fmt: skip
+        assert abs(sum(probabilities) - 1) < 1e-3
+        decided = items["Predicted class"].ConceptCodeSequence[0].CodeMeaning
+        assert decided == ("PNEUMONIA" if probabilities[1] >= 0.5 else "NORMAL")
         for result in (sc, sr):
             assert not str(result.get("PatientName", "")), "a result carries a patient name"
 

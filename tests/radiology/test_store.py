@@ -103,6 +103,13 @@ def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
     assert case["image"] is None  # the spooled preview is gone: the case still opens
     done = client.post(f"/api/worklist/{row['id']}/review", json={"label": "NORMAL"}, headers=auth)
     assert done.json()["review"]["label"] == "NORMAL"
+    watched = client.get("/api/worklist/monitor", headers=auth).json()
+    assert watched["days"][0] | {"day": None} == {"day": None, "received": 1, "not_scored": 0,
+                                                   "reviewed": 1, "agreed": 0}  # fmt: skip
+    against = watched["against_reviewers"]
+    assert (against["n"], against["agreement"]) == (1, 0.0)
+    assert against["specificity"]["value"] == 0.0  # a reviewed negative the model called positive
+    assert against["sensitivity"]["value"] is None  # no reviewed positive yet
 
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path):

@@ -71,6 +71,13 @@ def worklist_router(sessions: sessionmaker[Session]) -> APIRouter:
             for e in worklist.audit_trail(db, limit)
         ]  # fmt: skip
 
+    @router.get("/api/worklist/monitor")
+    def monitoring(who: Who, db: Db) -> dict:
+        from cxr.serve.monitor import monitor
+
+        worklist.audit(db, who.name, "monitor")
+        return monitor(db)
+
     @router.get("/api/worklist/{entry}")
     def case(entry: int, who: Who, db: Db) -> dict:
         row = _entry(db, entry)

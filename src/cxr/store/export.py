@@ -25,7 +25,7 @@ class Export:
 
 
 def export_reviews(session: Session, out: Path, actor: str) -> Export:
-    """Write a new folder: labels.csv and images/<SOP Instance UID>.dcm links into the spool."""
+    """Write a new folder: labels.csv and links (images/) to the spooled files."""
     if out.exists():
         raise CxrError(f"{out} exists; cxr never overwrites (choose another --out)")
     reviewed = worklist.reviewed(session)
@@ -36,7 +36,7 @@ def export_reviews(session: Session, out: Path, actor: str) -> Export:
         if not source.is_file():
             missing.append(row.sop_instance_uid)
             continue
-        link = out / "images" / f"{row.sop_instance_uid}.dcm"
+        link = out / "images" / source.name  # <SOP Instance UID>_<digest>.dcm: unique
         link.symlink_to(source.resolve())
         rows.append({
             "file": link.relative_to(out).as_posix(),
