@@ -21,7 +21,8 @@ from cxr.store.worklist import Queue, Received, ReviewError
 
 
 def _received(sop="1.2.3.4", digest="aaaa", **kw) -> Received:
-    scored = {"status": "scored", "classes": ["NORMAL", "PNEUMONIA"],
+    threshold = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
+    scored = {"status": "scored", "classes": ["NORMAL", "PNEUMONIA"], "threshold": threshold,
               "probabilities": [0.3, 0.7], "predicted": "PNEUMONIA", "urgency": 0.7}  # fmt: skip
     return Received(sop, digest, "1.2.3", "1.2.3.1", "dcm-0123", "/spool/x.dcm",
                     **{**scored, **kw})  # fmt: skip

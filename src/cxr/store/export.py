@@ -31,7 +31,7 @@ def export_reviews(session: Session, out: Path, actor: str) -> Export:
     reviewed = worklist.reviewed(session)
     (out / "images").mkdir(parents=True)
     rows, missing = [], []
-    for row in sorted(reviewed, key=lambda r: r.id):
+    for row in reviewed:
         source = Path(row.spool_path)
         if not source.is_file():
             missing.append(row.sop_instance_uid)

@@ -88,24 +88,32 @@ def uid_taken(session: Session, sop_instance_uid: str, content_digest: str) -> b
     return session.scalar(query.limit(1)) is not None
 
 
-def queue(session: Session, which: Queue, limit: int = 500) -> list[Instance]:
-    """Pending: most urgent first; the others: most recent first."""
+def _query(which: Queue):
     query = select(Instance)
     if which is Queue.PENDING:
-        query = query.where(Instance.status == "scored", Instance.review_label.is_(None))
-        query = query.order_by(Instance.urgency.desc(), Instance.id)
-    elif which is Queue.NOT_SCORED:
-        query = query.where(Instance.status == "not_scored").order_by(Instance.id.desc())
-    else:
-        query = query.where(Instance.review_label.is_not(None))
-        if which is Queue.DISAGREEMENTS:
-            query = query.where(Instance.review_label != Instance.predicted)
-        query = query.order_by(Instance.reviewed_at.desc())
-    return list(session.scalars(query.limit(limit)))
+        return query.where(Instance.status == "scored", Instance.review_label.is_(None))
+    if which is Queue.NOT_SCORED:
+        return query.where(Instance.status == "not_scored")
+    query = query.where(Instance.review_label.is_not(None))
+    if which is Queue.DISAGREEMENTS:
+        query = query.where(Instance.review_label != Instance.predicted)
+    return query
+
+
+def queue(session: Session, which: Queue, limit: int = 500) -> list[Instance]:
+    """Pending: most urgent first; not scored: newest first; reviewed: last reviewed first."""
+    order = {
+        Queue.PENDING: (Instance.urgency.desc(), Instance.id),
+        Queue.NOT_SCORED: (Instance.id.desc(),),
+    }.get(which, (Instance.reviewed_at.desc(),))
+    return list(session.scalars(_query(which).order_by(*order).limit(limit)))
 
 
 def counts(session: Session) -> dict[str, int]:
-    return {q.value: len(queue(session, q, limit=100_000)) for q in Queue}
+    return {
+        q.value: session.scalar(select(func.count()).select_from(_query(q).subquery())) or 0
+        for q in Queue
+    }
 
 
 def instance(session: Session, instance_id: int) -> Instance:
@@ -163,7 +171,7 @@ def audit_trail(session: Session, limit: int = 1000) -> list[AuditEvent]:
 
 
 def reviewed(session: Session) -> list[Instance]:
-    return queue(session, Queue.REVIEWED, limit=10_000_000)
+    return list(session.scalars(_query(Queue.REVIEWED).order_by(Instance.id)))
 
 
 def unsent(session: Session) -> list[Instance]:
