@@ -84,10 +84,10 @@ def test_reviewer_tokens_are_stored_only_as_hashes(db_url):
 def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
     sessions = open_database(db_url)
     with sessions() as session:
-        worklist.record(session, _received())
+        worklist.record(session, _received(pixel_mean=200.0))
         reviewer = add_reviewer(session, "ann")
     app = FastAPI()
-    app.include_router(worklist_router(sessions))
+    app.include_router(worklist_router(sessions, {"pixel_mean": [60.0, 180.0]}))
     client = TestClient(app)
     assert client.get("/api/worklist").status_code == 401
     assert client.get("/api/worklist", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -111,6 +111,8 @@ def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
     assert (against["n"], against["agreement"]) == (1, 0.0)
     assert against["specificity"]["value"] == 0.0  # a reviewed negative the model called positive
     assert against["sensitivity"]["value"] is None  # no reviewed positive yet
+    drift = watched["inputs"]["pixel_mean"]
+    assert (drift["outside"], drift["n"], drift["training_range"]) == (1, 1, [60.0, 180.0])
 
 
 def test_an_unreachable_database_is_a_clear_error(tmp_path):

@@ -4,6 +4,7 @@ scored with the reason. Scored images get a Grad-CAM overlay for the page and th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def fingerprint(path: Path) -> str:
 class Scorer:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
-        self.model_name = predictor.source.name
+        self.model_name = f"{predictor.card.architecture} ({predictor.source.name})"
         self.fingerprint = fingerprint(predictor.source)
         self.cam_model = predictor.model if isinstance(predictor, TorchPredictor) else None
 
@@ -81,19 +82,19 @@ class Scorer:
         if reasons:
             received.reason = "; ".join(reasons)
             return Assessment(received, image)
-        predictor = self.predictor
-        array = predictor.preprocessing.to_array(image.pixels)
+        predictor, card = self.predictor, self.predictor.card
+        array = card.preprocessing.to_array(image.pixels)
         (row,) = score(predictor, [received.sop_instance_uid], [array], [[]])
         received.status = SCORED
         received.model_name, received.model_fingerprint = self.model_name, self.fingerprint
-        received.classes = list(predictor.classes)
+        received.classes = list(card.classes)
         received.probabilities = [round(float(p), 6) for p in row.probs]
         received.predicted, received.urgency = row.predicted, round(row.urgency, 6)
-        received.threshold = predictor.threshold
+        received.threshold = dataclasses.asdict(card.threshold) if card.threshold else None
         picture = None
         if self.cam_model is not None:
             shown = _shown(image)
-            cam = heat_map(self.cam_model, shown, predictor.classes.index(row.predicted))
+            cam = heat_map(self.cam_model, shown, card.classes.index(row.predicted))
             picture = overlay(shown, cam)
         return Assessment(received, image, row, picture)
 

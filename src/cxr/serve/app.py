@@ -101,7 +101,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         from cxr.serve.worklist import worklist_router
         from cxr.store.database import open_database
 
-        app.include_router(worklist_router(open_database(cfg.db)))
+        app.include_router(worklist_router(open_database(cfg.db), predictor.card.population))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

@@ -9,14 +9,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cxr.evaluation.metrics import binary_metrics
-from cxr.evaluation.stats import bootstrap_intervals
+from cxr.metrics.classification import binary_metrics
+from cxr.metrics.stats import bootstrap_intervals
 from cxr.store.models import Instance
 
 BOOTSTRAP = 500
 
 
-def monitor(session: Session) -> dict:
+def monitor(session: Session, population: dict | None = None) -> dict:
+    """`population`: the training images' ranges from the served model's card, if it has them."""
     rows = list(session.scalars(select(Instance).order_by(Instance.received_at)))
     days: dict[str, dict] = defaultdict(lambda: {"received": 0, "not_scored": 0, "reviewed": 0,
                                                  "agreed": 0})  # fmt: skip
@@ -30,7 +31,7 @@ def monitor(session: Session) -> dict:
     return {
         "days": [{"day": d, **v} for d, v in sorted(days.items())],
         "against_reviewers": _against_reviewers(rows),
-        "inputs": _inputs(rows),
+        "inputs": _inputs(rows, population or {}),
     }
 
 
@@ -61,14 +62,19 @@ def _against_reviewers(rows: list[Instance]) -> dict | None:
     }
 
 
-def _inputs(rows: list[Instance]) -> dict:
-    """Median and 5-95 % range of what arrived: a shift here is a reason to stop trusting scores."""
+def _inputs(rows: list[Instance], population: dict) -> dict:
+    """Median and 5-95 % range of what arrived and, where the model card records the training
+    images' range, how many arrivals fall outside it: a shift is a reason to distrust scores."""
     out = {}
     for name in ("pixel_mean", "pixel_std", "width", "height"):
         values = np.array([getattr(r, name) for r in rows if getattr(r, name) is not None], float)
         if len(values):
             lo, mid, hi = np.percentile(values, [5, 50, 95])
             out[name] = {"p5": float(lo), "median": float(mid), "p95": float(hi)}
+            if name in population:
+                low, high = population[name]
+                outside = int(np.sum((values < low) | (values > high)))
+                out[name] |= {"training_range": [low, high], "outside": outside, "n": len(values)}
     return out
 
 

@@ -26,7 +26,8 @@ class Decision(BaseModel):
     note: str = Field("", max_length=MAX_NOTE, description="Optional free text.")
 
 
-def worklist_router(sessions: sessionmaker[Session]) -> APIRouter:
+def worklist_router(sessions: sessionmaker[Session], population: dict | None = None) -> APIRouter:
+    """`population`: the served model's training-image ranges, for the drift figures."""
     router = APIRouter()
 
     def session():
@@ -76,7 +77,7 @@ def worklist_router(sessions: sessionmaker[Session]) -> APIRouter:
         from cxr.serve.monitor import monitor
 
         worklist.audit(db, who.name, "monitor")
-        return monitor(db)
+        return monitor(db, population)
 
     @router.get("/api/worklist/{entry}")
     def case(entry: int, who: Who, db: Db) -> dict:
