@@ -26,6 +26,7 @@ from cxr.dicomnode import results
 from cxr.dicomnode.scoring import SCORED, Assessment, Scorer
 from cxr.dicomnode.sender import Destination, SendError, send
 from cxr.dicomnode.spool import Spool, key
+from cxr.errors import CxrError
 from cxr.inference.predictor import load_predictor
 from cxr.store import worklist
 from cxr.store.database import DatabaseError, create, migrate
@@ -67,9 +68,12 @@ class Node:
 
     def start(self) -> None:
         handlers = [(evt.EVT_C_STORE, self._on_store)]
-        self.server = self.ae.start_server(
-            (self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers
-        )
+        try:
+            self.server = self.ae.start_server(
+                (self.cfg.host, self.cfg.port), block=False, evt_handlers=handlers
+            )
+        except OSError as exc:
+            raise CxrError(f"cannot listen on {self.cfg.host}:{self.cfg.port}: {exc}") from exc
         self.worker.start()
 
     def stop(self) -> None:
@@ -118,7 +122,11 @@ class Node:
                 log.exception("%s: unexpected failure; it stays spooled", path.stem)
 
     def _catch_up(self) -> bool:
-        """Queue every spooled file the database lacks, and scored ones whose results are unsent."""
+        """Queue every spooled file the database lacks, and scored ones whose results are unsent.
+        The queue is emptied before the spool is listed: a file stored meanwhile is either in
+        the listing or queued by its handler afterwards, never dropped."""
+        while not self.pending.empty():
+            self.pending.get_nowait()
         try:
             migrate(self.engine)
             with Session(self.engine, expire_on_commit=False) as session:
@@ -132,8 +140,6 @@ class Node:
         if self.cfg.send_to is None:
             unsent = set()
         self.done = {files[k].stem for k in known - unsent}
-        while not self.pending.empty():
-            self.pending.get_nowait()
         todo = sorted((p for p in files.values() if p.stem not in self.done), key=_arrival)
         for path in todo:
             self.pending.put(path)
