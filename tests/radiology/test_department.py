@@ -21,7 +21,8 @@ from playwright.sync_api import expect, sync_playwright
 from tests.radiology.conftest import MARKER, dump, free_port, wait_until
 
 CHROMIUM = shutil.which("chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-dev-shm-usage"]  # fmt: skip
 SC, SR = "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.88.33"
 
 
@@ -168,6 +169,7 @@ def _review_in_chromium(url: str, token: str, tmp_path: Path) -> dict[int, tuple
     """Sign in, then for three cases press the number key of the label the model did not pick."""
     assert CHROMIUM, "the browser test needs Debian's chromium: apt-get install chromium"
     corrected: dict[int, tuple[str, str]] = {}
+    expect.set_options(timeout=30_000)  # a loaded 2-core CI machine, not a slow page
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -189,6 +191,7 @@ def _review_in_chromium(url: str, token: str, tmp_path: Path) -> dict[int, tuple
             page.keyboard.press(str(other + 1))
             expect(page.locator("#status")).to_contain_text(f"entry {entry}: {labels[other]}")
             expect(page.locator("#status")).to_contain_text("corrects the model")
+            expect(page.locator("#study")).not_to_contain_text(f"entry {entry} ")  # the next one
             corrected[entry] = (sop, labels[other])
         page.screenshot(path=str(tmp_path / "worklist.png"))
         page.keyboard.press("ArrowRight")  # to the Reviewed queue
