@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,xrv]'
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,xrv,pacs]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -31,3 +31,6 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "cxr"
+
+
+WORKLIST_DB = "sqlite:///cxr-worklist.db"  # `cxr listen` / `cxr serve --db`: one file beside you

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from cxr.cli import evaluate, predict, train  # noqa: F401  (registers their commands)
+from cxr.cli import evaluate, predict, radiology, train  # noqa: F401  (registers their commands)
 from cxr.cli.benchmark import benchmark_app
 from cxr.cli.common import app, console
 from cxr.cli.data import data_app
+from cxr.cli.radiology import reviews_app
 from cxr.errors import CxrError
 
 app.add_typer(data_app, name="data")
 app.add_typer(benchmark_app, name="benchmark")
+app.add_typer(reviews_app, name="reviews")
 
 
 def main() -> None:

@@ -143,9 +143,14 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 25,
     concurrency: Annotated[int, typer.Option(help="Inferences run at once.")] = 2,
+    db: Annotated[
+        str | None,
+        typer.Option(help="The worklist database `cxr listen` fills; adds the /worklist page."),
+    ] = None,
 ) -> None:
     """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
-    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API.
+    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API. With --db, the
+    reviewed worklist at /worklist (reviewer tokens: `cxr reviews add-reviewer`).
 
     Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
     """
@@ -153,6 +158,8 @@ def serve_command(
 
     from cxr.serve.app import ServeConfig, create_app
 
-    app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency))
+    app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency, db=db))
     console.print(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
+    if db is not None:
+        console.print(f"worklist: http://{host}:{port}/worklist")
     uvicorn.run(app_, host=host, port=port, log_level="info")

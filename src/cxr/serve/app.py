@@ -37,6 +37,7 @@ class ServeConfig:
     max_upload_bytes: int = 25 * 1024 * 1024
     concurrency: int = 2  # inferences at once; the rest wait their turn
     max_batch_files: int = 100
+    db: str | None = None  # the worklist database `cxr listen` fills: adds /worklist
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
@@ -95,6 +96,12 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "flags": row.flags,
             "not_a_frontal_xray": bool(row.flags),
         }
+
+    if cfg.db is not None:
+        from cxr.serve.worklist import worklist_router
+        from cxr.store.database import open_database
+
+        app.include_router(worklist_router(open_database(cfg.db), predictor.card.population))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

@@ -1,0 +1,112 @@
+"""`cxr listen` and `cxr reviews ...`: cxr inside a radiology department (a DICOM node feeding a
+reviewed worklist in a database)."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxr.cli.common import app, console
+from cxr.settings import WORKLIST_DB
+
+reviews_app = typer.Typer(help="The reviewed worklist: reviewers, and reviews out as a dataset.")
+
+DbOpt = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        help="Worklist database URL: sqlite:///file.db or postgresql+psycopg://user@host/db.",
+    ),
+]
+
+
+@app.command("listen")
+def listen_command(
+    model: Annotated[Path, typer.Argument(help="A run's model.pt (heat maps) or an .onnx export.")],
+    db: DbOpt = WORKLIST_DB,
+    spool: Annotated[
+        Path, typer.Option(help="Folder where every received instance is kept (de-identified).")
+    ] = Path("cxr-spool"),
+    ae_title: Annotated[str, typer.Option("--ae-title", help="This node's AE title.")] = "CXR",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
+    send_to: Annotated[
+        str | None,
+        typer.Option(
+            "--send-to",
+            help="Send the heat-map Secondary Capture and the SR here: AET@host:port.",
+        ),
+    ] = None,
+) -> None:
+    """Receive studies by C-STORE, score chest radiographs into the worklist database and send
+    the results back. Runs until stopped (Ctrl-C / SIGTERM); a restart catches up on the spool.
+
+    Example: cxr listen runs/quick/model.pt --db sqlite:///worklist.db --send-to ORTHANC@pacs:4242
+    """
+    import logging
+    import signal
+    import threading
+
+    from cxr.dicomnode.listener import ListenConfig, Node
+    from cxr.dicomnode.sender import Destination
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("pynetdicom", "highdicom", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    destination = Destination.parse(send_to) if send_to else None
+    node = Node(ListenConfig(model, db, spool, ae_title, host, port, destination))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    node.start()
+    console.print(
+        f"listening as {ae_title} on {host}:{port}; spool {spool}"
+        + (f"; results to {destination}" if destination else ""),
+        highlight=False,
+    )
+    stop.wait()
+    node.stop()
+
+
+@reviews_app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option(help="New folder for labels.csv and image links.")],
+    db: DbOpt = WORKLIST_DB,
+) -> None:
+    """The reviewers' labels as a dataset `cxr train` and `cxr evaluate` read, e.g. to measure
+    the model against the radiologists.
+
+    Example: cxr reviews export --db sqlite:///worklist.db --out reviewed
+    then: cxr evaluate runs/quick/model.pt --data reviewed
+    """
+    from cxr.store.database import open_database
+    from cxr.store.export import export_reviews
+
+    with open_database(db)() as session:
+        result = export_reviews(session, out, f"cli:{getpass.getuser()}")
+    console.print(f"{result.rows} reviewed image(s) in {result.out}", highlight=False)
+    for sop in result.missing:
+        console.print(f"[yellow]missing from the spool[/yellow] {sop}", highlight=False)
+
+
+@reviews_app.command("add-reviewer")
+def add_reviewer_command(
+    name: Annotated[str, typer.Argument(help="Who: shown in the audit trail.")],
+    role: Annotated[str, typer.Option(help="reviewer, or admin (may also read the audit).")] = (
+        "reviewer"
+    ),
+    db: DbOpt = WORKLIST_DB,
+) -> None:
+    """Create a reviewer and print their token once (the database keeps only its hash).
+
+    Example: cxr reviews add-reviewer "Dr Ada" --db sqlite:///worklist.db
+    """
+    from cxr.store.database import open_database
+    from cxr.store.reviewers import add_reviewer
+
+    with open_database(db)() as session:
+        token = add_reviewer(session, name, role)
+    console.print(token, highlight=False)

@@ -1,0 +1,106 @@
+"""One spooled instance to one worklist entry: only images that pass the plausibility checks
+(a frontal chest radiograph by header and pixels) are scored; the rest are recorded as not
+scored with the reason. Scored images get a Grad-CAM overlay for the page and the PACS."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+
+from cxr.data.dicom import read_group_key
+from cxr.data.image import XrayImage
+from cxr.data.reader import read_image
+from cxr.dicomnode.spool import key
+from cxr.errors import ImageReadError
+from cxr.inference.cam import heat_map, overlay
+from cxr.inference.plausibility import flags
+from cxr.inference.predict import Row, score
+from cxr.inference.predictor import Predictor, TorchPredictor
+from cxr.store.worklist import Received
+
+SCORED, NOT_SCORED = "scored", "not_scored"
+SHOWN_SIDE = 1024  # previews, heat maps and Secondary Captures: enough to read, 4x cheaper
+
+
+@dataclass
+class Assessment:
+    received: Received
+    image: XrayImage | None = None
+    row: Row | None = None
+    overlay: Image.Image | None = None  # Grad-CAM on the image; None for ONNX models
+
+
+def fingerprint(path: Path) -> str:
+    """The model's identity in the worklist and the SR: the SHA-256 of its file, shortened."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class Scorer:
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.model_name = f"{predictor.card.architecture} ({predictor.source.name})"
+        self.fingerprint = fingerprint(predictor.source)
+        self.cam_model = predictor.model if isinstance(predictor, TorchPredictor) else None
+
+    def assess(self, path: Path, refusal: str | None = None) -> Assessment:
+        """Read, check and (unless `refusal` or a plausibility flag says why not) score."""
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        sop, digest = key(path)
+        received = Received(
+            sop_instance_uid=sop,
+            content_digest=digest,
+            study_instance_uid=str(header.get("StudyInstanceUID", "")),
+            series_instance_uid=str(header.get("SeriesInstanceUID", "")),
+            patient_pseudonym=read_group_key(path),
+            spool_path=str(path.resolve()),
+            status=NOT_SCORED,
+        )
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            received.reason = "; ".join(
+                filter(None, [refusal, f"{exc.problem.value}: {exc.detail}"])
+            )
+            return Assessment(received)
+        received.width, received.height = image.info.width, image.info.height
+        received.pixel_mean = float(image.pixels.mean())
+        received.pixel_std = float(image.pixels.std())
+        received.flags = flags(image)
+        reasons = [refusal] if refusal else []
+        if received.flags:
+            reasons.append("not a frontal chest radiograph: " + "; ".join(received.flags))
+        if reasons:
+            received.reason = "; ".join(reasons)
+            return Assessment(received, image)
+        predictor, card = self.predictor, self.predictor.card
+        array = card.preprocessing.to_array(image.pixels)
+        (row,) = score(predictor, [received.sop_instance_uid], [array], [[]])
+        received.status = SCORED
+        received.model_name, received.model_fingerprint = self.model_name, self.fingerprint
+        received.classes = list(card.classes)
+        received.probabilities = [round(float(p), 6) for p in row.probs]
+        received.predicted, received.urgency = row.predicted, round(row.urgency, 6)
+        received.threshold = dataclasses.asdict(card.threshold) if card.threshold else None
+        picture = None
+        if self.cam_model is not None:
+            shown = _shown(image)
+            cam = heat_map(self.cam_model, shown, card.classes.index(row.predicted))
+            picture = overlay(shown, cam)
+        return Assessment(received, image, row, picture)
+
+
+def _shown(image: XrayImage) -> XrayImage:
+    """The image at most SHOWN_SIDE px a side (the model sees 224 px either way)."""
+    picture = Image.fromarray(image.pixels)
+    picture.thumbnail((SHOWN_SIDE, SHOWN_SIDE), Image.Resampling.BILINEAR)
+    return XrayImage(np.asarray(picture), image.info)

@@ -1,0 +1,57 @@
+"""Reviewed cases out as a dataset: `labels.csv` (file,label,split plus provenance columns) in
+the layout `cxr train` and `cxr evaluate` read, with links to the spooled images."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from cxr.data.discovery import LABELS_CSV
+from cxr.errors import CxrError
+from cxr.store import worklist
+
+COLUMNS = ["file", "label", "split", "sop_instance_uid", "study_instance_uid", "model_predicted",
+           "model_fingerprint", "reviewed_by", "reviewed_at"]  # fmt: skip
+
+
+@dataclass
+class Export:
+    out: Path
+    rows: int
+    missing: list[str]  # SOP Instance UIDs whose spooled image is gone
+
+
+def export_reviews(session: Session, out: Path, actor: str) -> Export:
+    """Write a new folder: labels.csv and links (images/) to the spooled files."""
+    if out.exists():
+        raise CxrError(f"{out} exists; cxr never overwrites (choose another --out)")
+    reviewed = worklist.reviewed(session)
+    (out / "images").mkdir(parents=True)
+    rows, missing = [], []
+    for row in reviewed:
+        source = Path(row.spool_path)
+        if not source.is_file():
+            missing.append(row.sop_instance_uid)
+            continue
+        link = out / "images" / source.name  # <SOP Instance UID>_<digest>.dcm: unique
+        link.symlink_to(source.resolve())
+        rows.append({
+            "file": link.relative_to(out).as_posix(),
+            "label": row.review_label,
+            "split": "",
+            "sop_instance_uid": row.sop_instance_uid,
+            "study_instance_uid": row.study_instance_uid,
+            "model_predicted": row.predicted,
+            "model_fingerprint": row.model_fingerprint,
+            "reviewed_by": row.reviewed_by,
+            "reviewed_at": row.reviewed_at.isoformat() if row.reviewed_at else "",
+        })  # fmt: skip
+    with (out / LABELS_CSV).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    worklist.audit(session, actor, "export", rows=len(rows), missing=len(missing))
+    return Export(out, len(rows), missing)

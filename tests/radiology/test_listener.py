@@ -1,0 +1,108 @@
+"""`cxr listen` with dcmtk's storescu as the modality: a kill -9 mid-stream loses and duplicates
+nothing, an outage of the database does not stop reception, and the spool, the database and the
+log hold no patient name."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pydicom
+import pytest
+
+from tests.radiology.conftest import MARKER, dump, wait_until
+
+STORESCU = ["storescu", "-v", "-xy", "-aec", "CXR", "127.0.0.1"]
+
+
+def _instances(url: str) -> list[tuple[str, str]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT sop_instance_uid, status FROM instances")).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture()
+def twelve(data):
+    """Nine Kermany DICOMs in all four encodings and three distinct NIH ones."""
+    folder = data / "dicom_cxr"
+    files = sorted((folder / "kermany_wrapped").glob("*.dcm"))[::4][:9]
+    return files + [folder / "nih_udacity" / f"test{i}.dcm" for i in (1, 2, 3)]
+
+
+def _acknowledged(output: str) -> list[str]:
+    """The files storescu saw a Success response for, in order."""
+    acked, current = [], None
+    for line in output.splitlines():
+        if m := re.search(r"Sending file: (.+)$", line):
+            current = m[1].strip()
+        elif "Received Store Response (Success)" in line and current:
+            acked.append(current)
+    return acked
+
+
+def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
+    db_url, listener_factory, twelve
+):
+    listener = listener_factory(db_url).start()
+    uids = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in twelve}
+    assert len(uids) == 12
+    sender = subprocess.Popen(
+        [*STORESCU, str(listener.port), "--repeat", "30", "-pdu", "4096", "-nh",
+         *map(str, twelve)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_until(lambda: len(list(listener.spool.glob("*.dcm"))) >= 6, 60, "six spooled files", 0.02)
+    listener.kill9()
+    output = sender.communicate(timeout=120)[0]
+    acked = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+             for f in _acknowledged(output)}  # fmt: skip
+    assert len(acked) >= 4, output[-2000:]  # a spooled file may die before its answer: fine
+    assert "Store Failed" in output  # the stream was cut mid-way
+
+    listener.start()  # the restart catches up on the spool, nothing is sent again
+    rows = wait_until(
+        lambda: (r := _instances(db_url)) and acked <= {u for u, _ in r} and r,
+        180,
+        "every acknowledged instance in the worklist",
+    )
+    assert len(rows) == len({u for u, _ in rows})
+
+    resend = subprocess.run([*STORESCU, str(listener.port), *map(str, twelve)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resend.returncode == 0, resend.stdout + resend.stderr
+    rows = wait_until(lambda: len(r := _instances(db_url)) == 12 and r, 180, "all twelve")
+    assert {u for u, _ in rows} == uids  # exactly once each
+    assert {s for _, s in rows} == {"scored"}
+    listener.stop()
+    assert len(_instances(db_url)) == 12
+    log = listener.log.read_text()
+    assert "catch up" in log
+    spooled = b"".join(p.read_bytes() for p in listener.spool.rglob("*") if p.is_file())
+    assert MARKER.encode() not in spooled.upper()
+    assert MARKER not in (log + dump(db_url)).upper()
+
+
+def test_database_outage_does_not_stop_reception(postgres, listener_factory, twelve):
+    import psycopg
+
+    name = "cxr_outage"
+    with psycopg.connect(f"host=127.0.0.1 port={postgres['port']} user=cxr dbname=postgres",
+                         autocommit=True) as conn:  # fmt: skip
+        conn.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql+psycopg://cxr@127.0.0.1:{postgres['port']}/{name}"
+    listener = listener_factory(url).start()
+    wait_until(lambda: "database ready" in listener.log.read_text(), 60, "the migration")
+    subprocess.run(postgres["stop"], check=True, capture_output=True)
+    try:
+        sent = subprocess.run([*STORESCU, str(listener.port), *map(str, twelve[:4])],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert sent.returncode == 0, sent.stdout + sent.stderr  # acknowledged while it is down
+        wait_until(lambda: "database error" in listener.log.read_text(), 60, "a noticed outage")
+    finally:
+        subprocess.run(postgres["start"], check=True, capture_output=True)
+    rows = wait_until(lambda: len(r := _instances(url)) == 4 and r, 120, "the catch-up")
+    assert {s for _, s in rows} == {"scored"}

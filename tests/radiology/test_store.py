@@ -1,0 +1,122 @@
+"""The worklist database on SQLite and PostgreSQL: migrations, idempotent records, reviews,
+the append-only audit, reviewer tokens, and the worklist API's refusals."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from cxr.errors import CxrError
+from cxr.serve.worklist import worklist_router
+from cxr.store import worklist
+from cxr.store.database import DatabaseError, open_database
+from cxr.store.models import Base
+from cxr.store.reviewers import add_reviewer, identify
+from cxr.store.worklist import Queue, Received, ReviewError
+
+
+def _received(sop="1.2.3.4", digest="aaaa", **kw) -> Received:
+    threshold = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
+    scored = {"status": "scored", "classes": ["NORMAL", "PNEUMONIA"], "threshold": threshold,
+              "probabilities": [0.3, 0.7], "predicted": "PNEUMONIA", "urgency": 0.7}  # fmt: skip
+    return Received(sop, digest, "1.2.3", "1.2.3.1", "dcm-0123", "/spool/x.dcm",
+                    **{**scored, **kw})  # fmt: skip
+
+
+def test_migrations_build_the_models_schema_and_rerun_harmlessly(db_url):
+    sessions = open_database(db_url)
+    open_database(db_url)  # a second start migrates nothing
+    with sessions() as session, session.get_bind().connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == "0001"
+
+
+def test_records_are_idempotent_and_a_reused_uid_is_kept_apart(db_url):
+    with open_database(db_url)() as session:
+        assert worklist.record(session, _received())
+        assert not worklist.record(session, _received())  # the same instance again
+        assert worklist.uid_taken(session, "1.2.3.4", "bbbb")
+        assert not worklist.uid_taken(session, "1.2.3.4", "aaaa")
+        assert worklist.record(session, _received(digest="bbbb", status="not_scored"))
+        assert worklist.total(session) == 2
+        assert worklist.counts(session) == {"pending": 1, "reviewed": 0, "not_scored": 1,
+                                            "disagreements": 0}  # fmt: skip
+
+
+def test_reviews_and_the_append_only_audit(db_url):
+    with open_database(db_url)() as session:
+        worklist.record(session, _received())
+        (row,) = worklist.queue(session, Queue.PENDING)
+        with pytest.raises(ReviewError, match="not one of the model's classes"):
+            worklist.review(session, row.id, "COVID", "", "ann")
+        with pytest.raises(ReviewError, match="no such entry"):
+            worklist.review(session, row.id + 99, "NORMAL", "", "ann")
+        worklist.review(session, row.id, "NORMAL", "small effusion?", "ann")
+        assert [r.id for r in worklist.queue(session, Queue.DISAGREEMENTS)] == [row.id]
+        (event,) = worklist.audit_trail(session)
+        assert (event.actor, event.action, event.detail["label"]) == ("ann", "review", "NORMAL")
+        for statement in ("UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                session.execute(text(statement))
+            session.rollback()
+        assert worklist.audit_trail(session)[0].actor == "ann"
+
+
+def test_reviewer_tokens_are_stored_only_as_hashes(db_url):
+    with open_database(db_url)() as session:
+        token = add_reviewer(session, "ann", "admin")
+        with pytest.raises(CxrError, match="exists already"):
+            add_reviewer(session, "ann")
+        with pytest.raises(CxrError, match="role"):
+            add_reviewer(session, "bob", "superuser")
+        assert identify(session, token).role == "admin"
+        assert identify(session, token + "x") is None
+        stored = session.execute(text("SELECT token_sha256 FROM reviewers")).scalar()
+        assert token not in stored
+
+
+def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
+    sessions = open_database(db_url)
+    with sessions() as session:
+        worklist.record(session, _received(pixel_mean=200.0))
+        reviewer = add_reviewer(session, "ann")
+    app = FastAPI()
+    app.include_router(worklist_router(sessions, {"pixel_mean": [60.0, 180.0]}))
+    client = TestClient(app)
+    assert client.get("/api/worklist").status_code == 401
+    assert client.get("/api/worklist", headers={"Authorization": "Bearer nope"}).status_code == 401
+    auth = {"Authorization": f"Bearer {reviewer}"}
+    (row,) = client.get("/api/worklist", headers=auth).json()["rows"]
+    assert client.get("/api/worklist/audit", headers=auth).status_code == 403
+    assert client.get("/api/worklist/9999", headers=auth).status_code == 404
+    bad = client.post(f"/api/worklist/{row['id']}/review", json={"label": "COVID"}, headers=auth)
+    assert bad.status_code == 422 and "not one of the model's classes" in bad.text
+    long = client.post(f"/api/worklist/{row['id']}/review",
+                       json={"label": "NORMAL", "note": "x" * 5000}, headers=auth)  # fmt: skip
+    assert long.status_code == 422
+    case = client.get(f"/api/worklist/{row['id']}", headers=auth).json()
+    assert case["image"] is None  # the spooled preview is gone: the case still opens
+    done = client.post(f"/api/worklist/{row['id']}/review", json={"label": "NORMAL"}, headers=auth)
+    assert done.json()["review"]["label"] == "NORMAL"
+    watched = client.get("/api/worklist/monitor", headers=auth).json()
+    assert watched["days"][0] | {"day": None} == {"day": None, "received": 1, "not_scored": 0,
+                                                   "reviewed": 1, "agreed": 0}  # fmt: skip
+    against = watched["against_reviewers"]
+    assert (against["n"], against["agreement"]) == (1, 0.0)
+    assert against["specificity"]["value"] == 0.0  # a reviewed negative the model called positive
+    assert against["sensitivity"]["value"] is None  # no reviewed positive yet
+    drift = watched["inputs"]["pixel_mean"]
+    assert (drift["outside"], drift["n"], drift["training_range"]) == (1, 1, [60.0, 180.0])
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path):
+    with pytest.raises(DatabaseError, match="cannot migrate"):
+        open_database("postgresql+psycopg://cxr@127.0.0.1:1/none")
+    with pytest.raises(DatabaseError, match="--db"):
+        open_database("nosuchdialect://x")
