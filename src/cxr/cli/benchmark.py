@@ -27,9 +27,7 @@ def _file_or_name(value: str) -> str:
 
 @benchmark_app.command("train")
 def benchmark_train(
-    models: Annotated[
-        list[str], typer.Argument(metavar="MODEL...", help="Registered model names.")
-    ],
+    models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Registered model names.")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
     steps: Annotated[int, typer.Option(help="Optimiser steps timed per variant and round.")] = 5,
     out: JsonOut = None,

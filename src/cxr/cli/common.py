@@ -97,20 +97,20 @@ Model = Annotated[
     Path, typer.Argument(metavar="MODEL", help=MODEL_HELP, callback=_model_file, show_default=False)
 ]
 Images = Annotated[
-    list[Path], typer.Argument(metavar="IMAGES...", help=IMAGES_HELP, callback=existing)
+    list[Path], typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing)
 ]
 OptionalImages = Annotated[
     list[Path] | None,
-    typer.Argument(metavar="[IMAGES]...", help=IMAGES_HELP, callback=existing, show_default=False),
+    typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing, show_default=False),
 ]
 Dataset = Annotated[
     Path | None,
-    typer.Argument(metavar="[IMAGES]", help=DATASET_HELP, callback=existing, show_default=False),
+    typer.Argument(metavar="IMAGES", help=DATASET_HELP, callback=existing, show_default=False),
 ]
 Evaluations = Annotated[
     list[Path],
     typer.Argument(
-        metavar="EVALUATIONS...",
+        metavar="EVALUATIONS",
         help="Run folders (their validation predictions) or cxr evaluate folders.",
         callback=existing,
     ),
