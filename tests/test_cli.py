@@ -11,7 +11,7 @@ from cxr.cli import app
 
 MODEL_FIRST = ("evaluate", "calibrate", "export", "predict", "serve", "benchmark predict")
 WRITERS = ("data inspect", "evaluate", "calibrate", "compare", "report", "predict", "export",
-           "benchmark train", "benchmark predict")  # fmt: skip
+           "benchmark train", "benchmark predict", "cv")  # fmt: skip
 
 
 def _cxr(*args, cwd=None):
