@@ -13,7 +13,9 @@ from cxr.cli.render import print_predict_throughput, print_train_throughput
 from cxr.errors import CxrError
 from cxr.settings import data_root
 
-benchmark_app = typer.Typer(help="Measure speed on this machine.", no_args_is_help=True)
+benchmark_app = typer.Typer(
+    help="Measure speed on this machine.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 JsonOut = Annotated[Path | None, out_option("Write the figures as JSON here")]
 
 

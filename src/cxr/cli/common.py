@@ -35,6 +35,7 @@ app = typer.Typer(
     "Example: cxr data inspect ../shared/data/chest_xray",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 
 
@@ -177,7 +178,7 @@ def progress() -> Iterator[Stages]:
         yield stage
 
 
-def dataset(root: Path | None, scheme: str, negative: str | None):
+def find_dataset(root: Path | None, scheme: str, negative: str | None):
     from cxr.data.discovery import discover
     from cxr.data.labels import LabelScheme
 

@@ -8,13 +8,23 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import Dataset, Negative, Scheme, Workers, out_option, progress, say
-from cxr.cli.common import dataset as find_dataset
+from cxr.cli.common import (
+    Dataset,
+    Negative,
+    Scheme,
+    Workers,
+    find_dataset,
+    out_option,
+    progress,
+    say,
+)
 from cxr.cli.render import print_summary
 from cxr.errors import CxrError
 from cxr.outputs import default_output_dir
 
-data_app = typer.Typer(help="Look at, cache and fetch datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Look at, cache and fetch datasets.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @data_app.command("inspect")
@@ -98,6 +108,7 @@ def data_download(
     already there with the same content are kept, different ones are never overwritten.
 
     Example: cxr data download kermany --into data/kermany
+
     Example: cxr data download kermany --from-archive ChestXRay2017.zip --into data/kermany
     """
     from dataclasses import replace
