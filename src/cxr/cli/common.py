@@ -112,7 +112,7 @@ Evaluations = Annotated[
     list[Path],
     typer.Argument(
         metavar="EVALUATIONS",
-        help="Run folders (their validation predictions) or cxr evaluate folders.",
+        help="Run folders (their tuning predictions) or cxr evaluate folders.",
         callback=existing,
     ),
 ]
