@@ -1,6 +1,7 @@
 """cxr predict, Grad-CAM and the ONNX export on real files, through the real command."""
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -165,3 +166,17 @@ def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
     assert max(np.abs(a[p] - b[p]).max() for p in a) < 0.05
     missing = _cxr("export", model_file, "--out", tmp_path / "x.onnx", "--to", "onnx-int8")
     assert missing.returncode == 2 and "IMAGES" in missing.stdout
+
+
+def test_piped_output_is_the_bare_worklist_and_out_folders_are_made(model_file, data, tmp_path):
+    folder = data / "dicom_cxr" / "nih_udacity"
+    piped = _cxr("predict", model_file, folder, "--format", "csv", "--workers", 0)
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    rows = list(csv.DictReader(io.StringIO(piped.stdout)))
+    assert len(rows) == 6 and rows[0]["rank"] == "1"
+    nested = tmp_path / "new" / "folder" / "w.json"
+    written = _cxr("predict", model_file, folder, "--out", nested, "--workers", 0)
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert len(json.loads(nested.read_text())["worklist"]) == 6
+    blocked = _cxr("predict", model_file, folder, "--out", nested / "w.csv")
+    assert blocked.returncode == 2 and "cannot create its folder" in blocked.stdout

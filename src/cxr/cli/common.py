@@ -84,7 +84,15 @@ def existing(paths: list[Path] | Path | None) -> list[Path] | Path | None:
 
 
 def _new(path: Path | None) -> Path | None:
-    return None if path is None else must_be_new(path)
+    """A new output: refused if taken; its folder is made now, so writing cannot fail later."""
+    if path is None:
+        return None
+    must_be_new(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CxrError(f"--out {path}: cannot create its folder ({exc.strerror})") from None
+    return path
 
 
 MODEL_HELP = "A model file: a run's model.pt or its .onnx export."
@@ -166,6 +174,7 @@ def progress() -> Iterator[Stages]:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # piped output (--format csv > file) stays clean
     )
 
     def stage(description: str, total: int | None) -> Step:
