@@ -94,7 +94,7 @@ def data_cache(
 
 @data_app.command("download")
 def data_download(
-    name: Annotated[str, typer.Argument(help="Dataset: kermany.")],
+    name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: kermany.")],
     into: Annotated[
         Path, typer.Option(help="Folder to create the train/test layout in (resumable).")
     ],
