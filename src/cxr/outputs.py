@@ -1,8 +1,29 @@
-"""Where commands write: always a new folder, so nothing a user made is overwritten."""
+"""Where commands write: a new file or folder every time, so nothing a user made is overwritten."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from cxr.errors import CxrError
+
+
+class OutputExists(CxrError, FileExistsError):
+    """An output path is taken; cxr never overwrites what is there."""
+
+
+def must_be_new(path: Path) -> Path:
+    """`path` if nothing is there yet; else the one refusal every command and function gives."""
+    if path.exists():
+        raise OutputExists(f"{path} exists; cxr never overwrites (choose another --out)")
+    return path
+
+
+OUTPUTS = Path("outputs")  # where a command writes when it is not told where
+
+
+def default_output_dir(verb: str, name: str) -> Path:
+    """`outputs/<verb>/<name>` (numbered if taken): every command's default, in one place."""
+    return new_output_dir(OUTPUTS / verb, name)
 
 
 def new_output_dir(parent: Path, name: str) -> Path:

@@ -107,7 +107,7 @@ def test_a_bad_file_never_stops_an_evaluation(runs, damaged_folder, tmp_path):
 def test_threshold_override_is_loud(runs, data, tmp_path):
     out = tmp_path / "o"
     result = _cxr(
-        "evaluate", runs["small"] / "model.pt", "--data", data / "dicom_cxr" / "kermany_wrapped",
+        "evaluate", runs["small"] / "model.pt", data / "dicom_cxr" / "kermany_wrapped",
         "--threshold", "0.5", "--out", out, "--bootstrap", "20",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,7 @@
 """cxr predict, Grad-CAM and the ONNX export on real files, through the real command."""
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from cxr.inference.cam import heat_map
 from cxr.inference.export import export_onnx
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
+from cxr.models import create_model
+from cxr.speed import forward_gflop
 
 MARKER = "SYNTHETIC"  # kermany_wrapped's PatientName is SYNTHETIC^PATIENT
 
@@ -126,27 +129,33 @@ def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path
     out = tmp_path / "o.json"
     result = _cxr("predict", onnx_file, originals, "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [r["path"] for r in json.loads(out.read_text())] == [r.path for r in a.rows]
+    listed = json.loads(out.read_text())["worklist"]
+    assert [r["filename"] for r in listed] == [r.path for r in a.rows]
     refused = _cxr("predict", onnx_file, originals, "--cam", tmp_path / "c")
     assert refused.returncode == 2 and "Grad-CAM needs" in refused.stdout
 
 
 def test_inference_benchmark_measures_every_backend(tmp_path):
     out = tmp_path / "bench.json"
-    result = _cxr("benchmark", "predict", "cxr_cnn", "--batch", "2", "--out", out)
+    result = _cxr("benchmark", "predict", "cxr_cnn", "--batches", "2", "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
     payload = json.loads(out.read_text())
     backends = {r["backend"] for r in payload["results"]}
     assert backends == {"torch-eager", "torch-fast", "torch-bf16", "onnx", "onnx-int8"}
-    assert all(r["images_per_s"] > 0 and r["gflop_per_image"] > 0.1 for r in payload["results"])
-    assert payload["matmul_gflops"]["fp32"] > 0 and payload["decode_images_per_s"] > 0
+    gflop = forward_gflop(create_model("cxr_cnn"), 128)  # checked by hand in test_benchmark
+    for r in payload["results"]:
+        assert r["gflop_per_image"] == pytest.approx(gflop, abs=5e-4)
+        assert r["achieved_gflops"] == pytest.approx(r["images_per_s"] * gflop, rel=0.02, abs=0.1)
+    assert payload["decode_images"].endswith("chest_xray_originals")
+    again = _cxr("benchmark", "predict", "cxr_cnn", "--out", out)
+    assert again.returncode == 2 and "never overwrites" in again.stdout
 
 
 def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
     out = tmp_path / "int8.onnx"
     result = _cxr(
-        "export", model_file, "--out", out, "--format", "onnx-int8",
-        "--calibration", data / "chest_xray" / "train", "--calibration-images", 8,
+        "export", model_file, data / "chest_xray" / "train", "--out", out, "--to", "onnx-int8",
+        "--max-images", 8,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     int8, fp32 = load_predictor(out), load_predictor(model_file)
@@ -155,5 +164,19 @@ def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
     a = {r.path: r.probs for r in predict_paths(fp32, paths).rows}
     b = {r.path: r.probs for r in predict_paths(int8, paths).rows}
     assert max(np.abs(a[p] - b[p]).max() for p in a) < 0.05
-    missing = _cxr("export", model_file, "--out", tmp_path / "x.onnx", "--format", "onnx-int8")
-    assert missing.returncode == 2 and "--calibration" in missing.stdout
+    missing = _cxr("export", model_file, "--out", tmp_path / "x.onnx", "--to", "onnx-int8")
+    assert missing.returncode == 2 and "IMAGES" in missing.stdout
+
+
+def test_piped_output_is_the_bare_worklist_and_out_folders_are_made(model_file, data, tmp_path):
+    folder = data / "dicom_cxr" / "nih_udacity"
+    piped = _cxr("predict", model_file, folder, "--format", "csv", "--workers", 0)
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    rows = list(csv.DictReader(io.StringIO(piped.stdout)))
+    assert len(rows) == 6 and rows[0]["rank"] == "1"
+    nested = tmp_path / "new" / "folder" / "w.json"
+    written = _cxr("predict", model_file, folder, "--out", nested, "--workers", 0)
+    assert written.returncode == 0, written.stdout + written.stderr
+    assert len(json.loads(nested.read_text())["worklist"]) == 6
+    blocked = _cxr("predict", model_file, folder, "--out", nested / "w.csv")
+    assert blocked.returncode == 2 and "cannot create its folder" in blocked.stdout

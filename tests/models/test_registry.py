@@ -16,13 +16,15 @@ CATS = range(281, 286)  # ImageNet's domestic cats; 285 is "Egyptian cat"
 def test_forward_and_backward_at_tiny_size(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=3)
-    side = 150 if name == "classic_cnn" else 32  # classic_cnn's dense layer fixes its input size
+    # classic_cnn's dense layer fixes its input size; AlexNet's stride 4 and three pools need 63 px
+    side = {"classic_cnn": 150, "alexnet": 64}.get(name, 32)
     out = model(torch.randn(2, 1, side, side))
     assert out.shape == (2, 3)
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
-    assert model.card.preprocessing.size >= 128
+    # X-rays need pixels; LeNet-5 keeps the 32 px it was published with, for the comparisons
+    assert model.card.preprocessing.size >= (32 if name == "lenet5" else 128)
     model.get_submodule(model.card.spec.target_layer)  # the Grad-CAM layer exists
 
 
@@ -54,30 +56,64 @@ def test_grey_stem_sums_the_rgb_filters_and_still_sees_a_cat():
     assert set(top5) & set(CATS)
 
 
-def test_torchvision_weights_load_from_torch_home(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "file", "layer", "stem", "classifier"),
+    [
+        ("resnet18", "resnet18-f37072fd.pth", "layer4.1.conv2", "conv1", "fc"),
+        ("alexnet", "alexnet-owt-7be5be79.pth", "features.10", "features.0", "classifier.6"),
+    ],
+)
+def test_torchvision_weights_load_from_torch_home(
+    name, file, layer, stem, classifier, tmp_path, monkeypatch
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("CXR_OFFLINE", "1")
     import torchvision.models as tvm
 
     torch.manual_seed(1)
-    reference = tvm.resnet18(weights=None).state_dict()
+    reference = getattr(tvm, name)(weights=None).state_dict()
     folder = tmp_path / "hub" / "checkpoints"
     folder.mkdir(parents=True)
-    torch.save(reference, folder / "resnet18-f37072fd.pth")
-    model = create_model("resnet18", pretrained=True, num_classes=1000, in_chans=3)
-    assert torch.equal(model.layer4[1].conv2.weight, reference["layer4.1.conv2.weight"])
-    grey = create_model("resnet18", pretrained=True, num_classes=2)
-    assert grey.conv1.in_channels == 1 and grey.fc.out_features == 2
+    torch.save(reference, folder / file)
+    model = create_model(name, pretrained=True, num_classes=1000, in_chans=3)
+    assert torch.equal(model.get_submodule(layer).weight, reference[f"{layer}.weight"])
+    grey = create_model(name, pretrained=True, num_classes=2)
+    first = grey.get_submodule(stem)
+    assert first.in_channels == 1 and grey.get_submodule(classifier).out_features == 2
+    rgb = reference[f"{stem}.weight"]
+    assert torch.allclose(first.weight, rgb.sum(1, keepdim=True))
+    assert grey.card.preprocessing.size == 224  # torchvision's ImageNet input
 
 
-def test_missing_torchvision_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "file"),
+    [("densenet121", "densenet121-a639ec97.pth"), ("alexnet", "alexnet-owt-7be5be79.pth")],
+)
+def test_missing_torchvision_weights_offline_name_the_file_and_folder(
+    name, file, tmp_path, monkeypatch
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("CXR_OFFLINE", "1")
     with pytest.raises(WeightsError) as caught:
-        create_model("densenet121", pretrained=True)
+        create_model(name, pretrained=True)
     message = str(caught.value)
-    assert "densenet121-a639ec97.pth" in message
+    assert file in message
     assert str(tmp_path / "hub" / "checkpoints") in message
+
+
+def test_lenet5_is_the_published_network():
+    """LeNet-5 with C3 fully connected has 61,706 weights for 10 classes (156 + 2,416 + 48,120 +
+    10,164 + 850); at 32 px its feature maps are 28, 14, 10 and 5 pixels wide."""
+    model = create_model("lenet5", num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == 61_706
+    x = torch.zeros(1, 1, 32, 32)
+    sides = [model.features[: k + 1](x).shape[-1] for k in (0, 2, 3, 5)]
+    assert sides == [28, 14, 10, 5]
+    assert model.card.preprocessing.size == 32 and model.card.spec.target_layer == "features.4"
+    with torch.no_grad():  # a larger model.size keeps the same head
+        assert model.eval()(torch.zeros(2, 1, 128, 128)).shape == (2, 10)
+    with pytest.raises(CxrError, match="no pretrained weights"):
+        create_model("lenet5", pretrained=True)
 
 
 def test_unknown_model_and_scratch_only_models():

@@ -105,3 +105,36 @@ def test_bearer_token_when_configured(model_file, monkeypatch, data):
     upload = {"file": (path.name, path.read_bytes())}
     assert guarded.post("/api/predict", files=upload).status_code == 401
     assert guarded.get("/healthz").status_code == 200  # liveness stays open
+
+
+def test_triage_answers_the_worklist_cxr_predict_writes(client, model_file, data, tmp_path):
+    """One worklist schema: `/api/triage` and `cxr predict --format json` on the same files agree
+    key for key, the file names apart (an upload has only its name, the command its path)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    images, out = tmp_path / "images", tmp_path / "worklist.json"
+    images.mkdir()
+    for path in sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:4]:
+        shutil.copy(path, images / path.name)
+    (images / "notes.png").write_text("not an image")
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(images.iterdir())]
+    api = client.post("/api/triage", files=files).json()
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr", "predict", str(model_file), str(images), "--out", str(out),
+         "--workers", "0"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr  # notes.png was skipped
+    cli = json.loads(out.read_text())
+    for answer in (api, cli):
+        for row in answer["worklist"] + answer["skipped"]:
+            row["filename"] = row["filename"].rsplit("/", 1)[-1]
+        for row in answer["worklist"]:
+            row["probabilities"] = {c: round(p, 5) for c, p in row["probabilities"].items()}
+            row["urgency"] = round(row["urgency"], 5)
+        for row in answer["skipped"]:
+            row["reason"] = "not an image" in row["reason"]
+    assert api == cli and len(api["worklist"]) == 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cxr.cli import evaluate, predict, radiology, train  # noqa: F401  (registers their commands)
 from cxr.cli.benchmark import benchmark_app
-from cxr.cli.common import app, console
+from cxr.cli.common import app, error, quiet_libraries
 from cxr.cli.data import data_app
 from cxr.cli.radiology import reviews_app
 from cxr.errors import CxrError
@@ -16,8 +16,9 @@ app.add_typer(reviews_app, name="reviews")
 
 def main() -> None:
     """Entry point: our own errors print as one clear line and exit 2, never as a traceback."""
+    quiet_libraries()
     try:
         app()
     except CxrError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        error(str(exc))
         raise SystemExit(2) from None

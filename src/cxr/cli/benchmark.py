@@ -7,84 +7,79 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cxr.cli.common import console
+from cxr.cli.common import OptionalImages, out_option, progress, say
+from cxr.cli.render import print_predict_throughput, print_train_throughput
 from cxr.errors import CxrError
 from cxr.settings import data_root
 
-benchmark_app = typer.Typer(help="Measure speed on this machine.", no_args_is_help=True)
+benchmark_app = typer.Typer(
+    help="Measure speed on this machine.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+JsonOut = Annotated[Path | None, out_option("Write the figures as JSON here")]
+
+
+def _file_or_name(value: str) -> str:
+    """A registered name has no folder and no suffix; anything else must be a file."""
+    path = Path(value)
+    if (path.suffix or len(path.parts) > 1) and not path.is_file():
+        raise CxrError(f"{value}: no such model file")
+    return value
 
 
 @benchmark_app.command("train")
 def benchmark_train(
-    models: Annotated[list[str], typer.Argument(help="Registered model names.")],
+    models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Registered model names.")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
     steps: Annotated[int, typer.Option(help="Optimiser steps timed per variant and round.")] = 5,
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    out: JsonOut = None,
 ) -> None:
     """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, one process, interleaved.
 
     Example: cxr benchmark train cxr_cnn classic_cnn efficientnet_lite0 --out train-bench.json
     """
-    import json
-
     import torch
 
     from cxr.speed import matmul_gflops
     from cxr.training.benchmark import train_throughput
 
-    peak = matmul_gflops()
-    table = Table(
-        title=f"training throughput, {torch.get_num_threads()} threads; "
-        f"torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
-    )
-    for column in (
-        "model",
-        "px",
-        "precision",
-        "memory format",
-        "images/s",
-        "GFLOP/image",
-        "GFLOP/s",
-        "% of mm peak",
-    ):
-        table.add_column(column)
     rows = []
-    for name in models:
-        for r in train_throughput(name, batch=batch, steps=steps):
-            rows.append(r.to_dict())
-            share = 100 * r.achieved_gflops / peak[r.precision]
-            table.add_row(
-                r.model,
-                str(r.size),
-                r.precision,
-                r.memory_format,
-                f"{r.images_per_s:.1f}",
-                f"{r.gflop_per_image:.2f}",
-                f"{r.achieved_gflops:.0f}",
-                f"{share:.0f} %",
-            )
-    console.print(table)
+    with progress() as stages:
+        step = stages("torch.mm yardstick", 1)
+        peak = matmul_gflops()
+        step(1)
+        step = stages("timing training steps", len(models))
+        for name in models:
+            rows += train_throughput(name, batch=batch, steps=steps)
+            step(1)
+    print_train_throughput(rows, peak, torch.get_num_threads())
     if out:
-        out.write_text(json.dumps({"matmul_gflops": peak, "results": rows}, indent=2))
-        console.print(f"wrote {out}")
+        out.write_text(
+            json.dumps({"matmul_gflops": peak, "results": [r.to_dict() for r in rows]}, indent=2)
+        )
+        say(f"wrote {out}")
 
 
 @benchmark_app.command("predict")
 def benchmark_predict(
-    model: Annotated[str, typer.Argument(help="A model file or a registered model name.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="A model file (model.pt, .onnx) or a registered model name.",
+            callback=_file_or_name,
+        ),
+    ],
+    images: OptionalImages = None,
     backend: Annotated[
         str, typer.Option(help="torch-eager, torch-fast, torch-bf16, onnx, onnx-int8, or all.")
     ] = "all",
-    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
-    images: Annotated[
-        Path | None, typer.Option(help="Folder of real images for the decode timing.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    batches: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
+    out: JsonOut = None,
 ) -> None:
     """Inference images/s per backend and batch size, in one process, with decode+preprocess
-    timed apart, achieved GFLOP/s against this machine's matrix multiply, and peak memory.
+    timed apart on IMAGES (default: $CXR_DATA/chest_xray_originals, first 64), achieved GFLOP/s
+    against this machine's matrix multiply, and peak memory.
 
     Example: cxr benchmark predict efficientnet_lite0 --out predict-bench.json
     """
@@ -96,35 +91,28 @@ def benchmark_predict(
     unknown = set(chosen) - set(BACKENDS)
     if unknown:
         raise CxrError(f"unknown backend {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
-    peak = matmul_gflops()
-    rows = model_throughput(model, chosen, tuple(int(b) for b in batch.split(",")))
-    folder = images or data_root() / "chest_xray_originals"
-    paths = expand([folder])[:64]
-    decode = decode_throughput(paths, 224) if paths else None
-    table = Table(
-        title=f"{model}: inference, {rows[0].gflop_per_image:.2f} GFLOP/image; torch.mm 2048²: "
-        f"{peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
-    )
-    for column in ("backend", "batch", "images/s", "GFLOP/s", "% of fp32 mm", "peak RSS MiB"):
-        table.add_column(column)
-    for r in rows:
-        share = 100 * r.achieved_gflops / peak["fp32"]
-        table.add_row(
-            r.backend, str(r.batch), f"{r.images_per_s:.1f}", f"{r.achieved_gflops:.0f}",
-            f"{share:.0f} %", f"{r.peak_rss_mib:.0f}",
-        )  # fmt: skip
-    console.print(table)
+    sources = images or [data_root() / "chest_xray_originals"]
+    with progress() as stages:
+        step = stages("torch.mm yardstick", 1)
+        peak = matmul_gflops()
+        step(1)
+        sizes = tuple(int(b) for b in batches.split(","))
+        rows = model_throughput(model, chosen, sizes, progress=stages)
+        paths = expand(sources)[:64]
+        step = stages("decoding", 1)
+        decode = decode_throughput(paths, 224) if paths else None
+        step(1)
+    print_predict_throughput(model, rows, peak)
+    where = ", ".join(map(str, sources))
     if decode:
-        console.print(
-            f"decode + preprocess ({len(paths)} images from {folder}): {decode:.1f} img/s"
-        )
+        say(f"decode + preprocess ({len(paths)} images from {where}): {decode:.1f} img/s")
     if out:
         payload = {
             "model": model,
             "matmul_gflops": peak,
             "decode_images_per_s": decode,
-            "decode_images": str(folder),
+            "decode_images": where,
             "results": [r.to_dict() for r in rows],
         }
         out.write_text(json.dumps(payload, indent=2))
-        console.print(f"wrote {out}")
+        say(f"wrote {out}")

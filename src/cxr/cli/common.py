@@ -1,14 +1,32 @@
-"""What every command shares: the console, argument types, progress bars and table rendering."""
+"""What every command shares: the console, the argument types (the same thing has the same name
+in every command), the one output policy and the progress bars. Nothing here imports torch, so
+argument errors come back before any heavy import."""
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from cxr.errors import CxrError
+from cxr.outputs import must_be_new
+from cxr.progress import Stages, Step
 from cxr.settings import data_root
 
 console = Console(soft_wrap=True)  # never break a file path across lines
@@ -17,35 +35,159 @@ app = typer.Typer(
     "Example: cxr data inspect ../shared/data/chest_xray",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 
-SchemeOpt = Annotated[
+
+def say(text: str, style: str = "") -> None:
+    """Print `text` as it is: paths, reasons and package names such as cxr[dicom] are never read
+    as rich markup; `style` colours the whole line."""
+    console.print(text, style=style or None, markup=False, highlight=False)
+
+
+def warn(text: str) -> None:
+    console.print(f"[bold yellow]warning:[/bold yellow] {escape(text)}", highlight=False)
+
+
+def error(text: str) -> None:
+    console.print(f"[bold red]error:[/bold red] {escape(text)}", highlight=False)
+
+
+def quiet_libraries() -> None:
+    """Keep the output ours: no library adverts and no deprecation notices aimed at library
+    authors. Called once where the command starts (and in every DDP process it launches)."""
+    pytree = r"`isinstance\(treespec, LeafSpec\)` is deprecated"  # Lightning calling torch
+    warnings.filterwarnings("ignore", message=pytree, category=FutureWarning)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NoAdverts())
+
+
+class _NoAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+# Arguments: the model first, then images, given the same way in every command.
+
+
+def _model_file(path: Path | None) -> Path | None:
+    if path is not None and not path.is_file():
+        raise CxrError(f"{path}: no such model file")
+    return path
+
+
+def existing(paths: list[Path] | Path | None) -> list[Path] | Path | None:
+    for path in [paths] if isinstance(paths, Path) else paths or []:
+        if not path.exists():
+            raise CxrError(f"{path}: no such file or folder")
+    return paths
+
+
+def _new(path: Path | None) -> Path | None:
+    """A new output: refused if taken; its folder is made now, so writing cannot fail later."""
+    if path is None:
+        return None
+    must_be_new(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CxrError(f"--out {path}: cannot create its folder ({exc.strerror})") from None
+    return path
+
+
+MODEL_HELP = "A model file: a run's model.pt or its .onnx export."
+IMAGES_HELP = "Image files and folders (folders are searched recursively)."
+DATASET_HELP = (
+    "A labelled folder of images: train/test splits, class folders, or files with a labels.csv; "
+    "default $CXR_DATA/chest_xray."
+)
+
+Model = Annotated[
+    Path, typer.Argument(metavar="MODEL", help=MODEL_HELP, callback=_model_file, show_default=False)
+]
+Images = Annotated[
+    list[Path], typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing)
+]
+OptionalImages = Annotated[
+    list[Path] | None,
+    typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing, show_default=False),
+]
+Dataset = Annotated[
+    Path | None,
+    typer.Argument(metavar="IMAGES", help=DATASET_HELP, callback=existing, show_default=False),
+]
+Evaluations = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="EVALUATIONS",
+        help="Run folders (their tuning predictions) or cxr evaluate folders.",
+        callback=existing,
+    ),
+]
+
+
+def out_option(what: str) -> typer.models.OptionInfo:
+    """`--out`: where this command writes; it must not exist yet, and is refused before any work."""
+    return typer.Option(
+        "--out", help=f"{what}; must not exist: cxr never overwrites.", callback=_new
+    )
+
+
+Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")]
+Workers = Annotated[int, typer.Option(help="Decoding processes.")]
+Scheme = Annotated[
     str,
     typer.Option(
         help="Label scheme: folder (folder names) or kermany3 "
         "(normal / bacterial / viral from Kermany file names)."
     ),
 ]
-NegativeOpt = Annotated[
+Negative = Annotated[
     str | None,
     typer.Option(help="Make it binary: this class against all others, e.g. --negative normal."),
 ]
 
 
-def progress(description: str, total: int | None) -> Progress:
-    bar = Progress(
+class OutputFormat(StrEnum):
+    """What `cxr predict` prints or writes: a table on screen, CSV or JSON."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ModelFormat(StrEnum):
+    """What `cxr export` turns a model into."""
+
+    onnx = "onnx"
+    onnx_int8 = "onnx-int8"
+
+
+@contextmanager
+def progress() -> Iterator[Stages]:
+    """Bars for a job's stages, one after the other; each finished bar is cleared."""
+    bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # piped output (--format csv > file) stays clean
     )
-    bar.add_task(description, total=total)
-    return bar
+
+    def stage(description: str, total: int | None) -> Step:
+        for task in bars.tasks:
+            bars.update(task.id, visible=False)
+        task = bars.add_task(escape(description), total=total)
+        return lambda n=1: bars.advance(task, n)
+
+    with bars:
+        yield stage
 
 
-def dataset(root: Path | None, scheme: str, negative: str | None):
+def find_dataset(root: Path | None, scheme: str, negative: str | None):
     from cxr.data.discovery import discover
     from cxr.data.labels import LabelScheme
 

@@ -7,28 +7,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cxr.cli.common import NegativeOpt, SchemeOpt, console, progress
-from cxr.cli.common import dataset as find_dataset
+from cxr.cli.common import (
+    Dataset,
+    Negative,
+    Scheme,
+    Workers,
+    find_dataset,
+    out_option,
+    progress,
+    say,
+)
+from cxr.cli.render import print_summary
 from cxr.errors import CxrError
+from cxr.outputs import default_output_dir
 
-data_app = typer.Typer(help="Look at, cache and fetch datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Look at, cache and fetch datasets.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 
 @data_app.command("inspect")
 def data_inspect(
-    root: Annotated[
-        Path | None, typer.Argument(help="Dataset folder; default $CXR_DATA/chest_xray.")
-    ] = None,
+    images: Dataset = None,
     out: Annotated[
         Path | None,
-        typer.Option(
-            help="Where summary.json and the PNGs go; default outputs/inspect/<folder name>."
-        ),
+        out_option("New folder for summary.json and the PNGs (default outputs/inspect/…)"),
     ] = None,
-    scheme: SchemeOpt = "folder",
-    negative: NegativeOpt = None,
+    scheme: Scheme = "folder",
+    negative: Negative = None,
 ) -> None:
     """Count images, patients, sizes, duplicates and bad files; chart the classes; draw a montage.
 
@@ -36,49 +43,25 @@ def data_inspect(
     """
     from cxr.data.inspect import plot_class_distribution, plot_montage, summarise
 
-    dataset = find_dataset(root, scheme, negative)
-    with progress(f"Reading {dataset.root.name}", len(dataset.records)) as bar:
-        summary = summarise(dataset, progress=lambda n: bar.advance(bar.task_ids[0], n))
-    out = out or Path("outputs") / "inspect" / dataset.root.name
-    out.mkdir(parents=True, exist_ok=True)
+    dataset = find_dataset(images, scheme, negative)
+    with progress() as stages:
+        summary = summarise(dataset, stages(f"reading {dataset.root.name}", len(dataset.records)))
+    if out is None:
+        out = default_output_dir("inspect", dataset.root.name)
+    else:
+        out.mkdir(parents=True)
     (out / "summary.json").write_text(summary.to_json())
     chart = plot_class_distribution(summary, out)
     montage = plot_montage(dataset, out)
-
-    table = Table(title=f"{summary.root} ({summary.layout}, scheme {summary.scheme})")
-    for column in ("split", "class", "images", "patients/studies"):
-        table.add_column(
-            column, justify="right" if column in {"images", "patients/studies"} else "left"
-        )
-    for split, per_class in summary.counts.items():
-        for label, n in per_class.items():
-            table.add_row(split, label, f"{n:,}", f"{summary.patients[split][label]:,}")
-    console.print(table)
-    console.print(
-        f"images {summary.images:,} | imbalance {summary.imbalance_ratio:.2f} : 1 | "
-        f"width {summary.width_range[0]}-{summary.width_range[1]} px, "
-        f"height {summary.height_range[0]}-{summary.height_range[1]} px | "
-        f"modes {summary.modes} | formats {summary.formats} | colour images {summary.colour_images}"
-    )
-    console.print(
-        f"duplicates: {summary.duplicate_groups} groups, "
-        f"{summary.redundant_copies} redundant copies "
-        f"({summary.duplicates_across_splits} across splits, "
-        f"{summary.duplicates_across_labels} with conflicting labels)"
-    )
-    console.print(f"unreadable files: {len(summary.unreadable)}")
-    for bad in summary.unreadable:
-        console.print(f"  [red]{bad['path']}[/red]: {bad['reason']}")
-    console.print(f"wrote {out / 'summary.json'}, {chart}, {montage}")
+    print_summary(summary)
+    say(f"wrote {out / 'summary.json'}, {chart}, {montage}")
 
 
 @data_app.command("cache")
 def data_cache(
-    root: Annotated[
-        Path | None, typer.Argument(help="Dataset folder; default $CXR_DATA/chest_xray.")
-    ] = None,
+    images: Dataset = None,
     size: Annotated[int, typer.Option(help="Square side in pixels.")] = 224,
-    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+    workers: Workers = 2,
 ) -> None:
     """Decode and resize every image once into the memory-mapped cache; time a cached pass.
 
@@ -86,45 +69,47 @@ def data_cache(
     """
     from cxr.data.cache import PixelCache
 
-    dataset = find_dataset(root, "folder", None)
+    dataset = find_dataset(images, "folder", None)
     paths = [r.path for r in dataset.records]
     cache = PixelCache(size)
-    with progress("Caching", len(paths)) as bar:
+    with progress() as stages:
         start = time.perf_counter()
-        first = cache.load(
-            paths, workers=workers, progress=lambda n: bar.advance(bar.task_ids[0], n)
-        )
+        first = cache.load(paths, workers=workers, progress=stages("caching", len(paths)))
         first_s = time.perf_counter() - start
     start = time.perf_counter()
     second = PixelCache(size).load(paths)
     checksum = sum(int(second[i].sum()) for i in range(len(second)))
     second_s = time.perf_counter() - start
-    console.print(
+    say(
         f"{len(first):,} images cached at {size}x{size} in {cache.folder} "
         f"({len(first.failures)} unreadable)"
     )
-    console.print(
+    say(
         f"first pass {first_s:.2f} s, cached pass over every pixel {second_s:.2f} s "
         f"({first_s / max(second_s, 1e-9):.1f}x faster); checksum {checksum}"
     )
     for bad in first.failures:
-        console.print(f"  [red]{bad.path}[/red]: {bad.reason}")
+        say(f"  {bad.path}: {bad.reason}", "red")
 
 
 @data_app.command("download")
 def data_download(
-    name: Annotated[str, typer.Argument(help="Dataset: kermany.")],
-    to: Annotated[Path, typer.Option(help="Folder to create the train/test layout in.")],
+    name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: kermany.")],
+    into: Annotated[
+        Path, typer.Option(help="Folder to create the train/test layout in (resumable).")
+    ],
     from_archive: Annotated[
         Path | None,
         typer.Option(help="Unpack this local ChestXRay2017.zip instead of downloading."),
     ] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected SHA-256 of the archive.")] = None,
 ) -> None:
-    """Download the Kermany set from Mendeley Data (resumable, checksummed) and unpack it.
+    """Download the Kermany set from Mendeley Data (resumable, checksummed) and unpack it; files
+    already there with the same content are kept, different ones are never overwritten.
 
-    Example: cxr data download kermany --to data/kermany
-    Example: cxr data download kermany --from-archive ChestXRay2017.zip --to data/kermany
+    Example: cxr data download kermany --into data/kermany
+
+    Example: cxr data download kermany --from-archive ChestXRay2017.zip --into data/kermany
     """
     from dataclasses import replace
 
@@ -134,9 +119,9 @@ def data_download(
         raise CxrError(f"unknown dataset {name!r}; available: {', '.join(ARCHIVES)}")
     archive = ARCHIVES[name] if sha256 is None else replace(ARCHIVES[name], sha256=sha256)
     if from_archive is None:
-        console.print(f"Downloading {archive.name} from {archive.source}")
-        from_archive = fetch(archive, to / "downloads")
-    counts = unpack(from_archive, to)
+        say(f"Downloading {archive.name} from {archive.source}")
+        from_archive = fetch(archive, into / "downloads")
+    counts = unpack(from_archive, into)
     for (split, label), n in sorted(counts.items()):
-        console.print(f"{split}/{label}: {n:,}")
-    console.print(f"unpacked into {to}")
+        say(f"{split}/{label}: {n:,}")
+    say(f"unpacked into {into}")

@@ -6,20 +6,29 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cxr.cli.common import app, console, progress
-from cxr.cli.render import print_scores
+from cxr.cli.common import (
+    Bootstrap,
+    Dataset,
+    Evaluations,
+    Model,
+    Workers,
+    app,
+    out_option,
+    progress,
+    say,
+    warn,
+)
+from cxr.cli.render import print_comparison, print_scores
 from cxr.errors import CxrError
+from cxr.outputs import default_output_dir, must_be_new
 from cxr.settings import data_root
 
 
 @app.command("evaluate")
 def evaluate_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
-    data: Annotated[
-        Path | None, typer.Option(help="Labelled folder (Kaggle layout, class folders or CSV).")
-    ] = None,
+    model: Model,
+    images: Dataset = None,
     split: Annotated[
         str | None,
         typer.Option(
@@ -28,7 +37,7 @@ def evaluate_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (new; default evaluations/).")
+        Path | None, out_option("New folder for the evaluation (default outputs/evaluate/…)")
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Override the tuning-chosen threshold (flagged).")
@@ -37,42 +46,39 @@ def evaluate_command(
         str | None,
         typer.Option(help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'."),
     ] = None,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
-    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+    bootstrap: Bootstrap = 1000,
+    workers: Workers = 2,
 ) -> None:
     """Measure a frozen model on labelled images: predictions.csv, metrics.json (95 % CIs) and
     figures. The threshold and calibration are the ones stored in the model file.
 
-    Example: cxr evaluate runs/quick/model.pt --data ../shared/data/chest_xray --split internal-test
+    Example: cxr evaluate runs/quick/model.pt ../shared/data/chest_xray --split internal-test
     """
     from cxr.evaluation.evaluate import evaluate, parse_label_map
 
-    root = data or data_root() / "chest_xray"
-    if out is not None and out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites an evaluation (choose another --out)")
-    with progress("reading images", None) as bar:
+    with progress() as stages:
         result = evaluate(
-            checkpoint,
-            root,
+            model,
+            images or data_root() / "chest_xray",
             split,
             out,
             threshold,
             bootstrap,
             workers=workers,
-            progress=lambda n: bar.advance(bar.task_ids[0], n),
+            progress=stages,
             label_map=parse_label_map(label_map),
         )
     for warning in result.warnings:
-        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+        warn(warning)
     for path, reason in result.failures:
-        console.print(f"[red]unreadable[/red] {path}: {reason}", highlight=False)
+        say(f"unreadable {path}: {reason}", "red")
     print_scores(result.predictions, result.scores)
-    console.print(f"evaluation folder: {result.out}")
+    say(f"evaluation folder: {result.out}")
 
 
 @app.command("calibrate")
 def calibrate_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
+    model: Model,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -83,75 +89,63 @@ def calibrate_command(
     method: Annotated[
         str, typer.Option(help="auto (lowest held-out ECE, if any beats none), temperature, platt.")
     ] = "auto",
-    out: Annotated[Path | None, typer.Option(help="New model file (never overwritten).")] = None,
+    out: Annotated[
+        Path | None, out_option("New model file (default <model>-calibrated.pt beside it)")
+    ] = None,
 ) -> None:
     """Re-fit the calibration on labelled predictions and write a new model file, the threshold
     moved so decisions stay identical. Training already calibrates on its tuning split.
 
-    Example: cxr calibrate runs/quick/model.pt --predictions evaluations/quick-site2/predictions.csv
+    Example: cxr calibrate runs/quick/model.pt --predictions outputs/evaluate/site2/predictions.csv
     """
+    predictions = predictions or model.parent / "tuning_predictions.csv"
+    if not predictions.is_file():
+        raise CxrError(f"{predictions}: no such predictions file (give --predictions)")
+    out = out or must_be_new(model.with_name(f"{model.stem}-calibrated.pt"))
+
     from cxr.evaluation.calibration import calibrate_file
 
-    predictions = predictions or checkpoint.parent / "tuning_predictions.csv"
-    out = out or checkpoint.with_name(f"{checkpoint.stem}-calibrated.pt")
-    result = calibrate_file(checkpoint, predictions, out, method)
-    console.print(
+    result = calibrate_file(model, predictions, out, method)
+    say(
         f"{result.calibration.method}: expected calibration error "
         f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
-        f"wrote {result.out}",
-        highlight=False,
+        f"wrote {result.out}"
     )
 
 
 @app.command("compare")
 def compare_command(
-    folders: Annotated[list[Path], typer.Argument(help="Run folders or cxr evaluate folders.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (new).")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
+    evaluations: Evaluations,
+    out: Annotated[
+        Path | None, out_option("New folder for the comparison (default outputs/compare/…)")
+    ] = None,
+    bootstrap: Bootstrap = 1000,
 ) -> None:
-    """Models side by side on the same images, with DeLong (AUROC) and McNemar (accuracy) tests.
+    """Models side by side on the same images (matched by content, whatever their paths), with
+    DeLong (AUROC) and McNemar (accuracy) tests.
 
     Example: cxr compare runs/quick runs/kermany_effnet_lite0
     """
     from cxr.evaluation.compare import load_and_compare, write
-    from cxr.outputs import new_output_dir
 
-    comparison = load_and_compare(folders, bootstrap)
-    if out is not None and out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites a comparison (choose another --out)")
-    target = (
-        new_output_dir(out.parent, out.name)
-        if out
-        else new_output_dir(Path("comparisons"), "compare")
-    )
-    write(comparison, target)
-    table = Table(title=f"{comparison.scores[0]['metrics']['n']} images, same for every model")
-    table.add_column("model")
-    for key in comparison.columns:
-        table.add_column(key)
-    for m, s in zip(comparison.models, comparison.scores, strict=True):
-        table.add_row(m.name, *[f"{s['metrics'][k]:.4f}" for k in comparison.columns])
-    console.print(table)
-    for pair in comparison.pairs:
-        text = f"{pair.a} vs {pair.b}: "
-        if pair.delong:
-            d = pair.delong
-            text += f"AUROC difference {d.difference:+.4f}, DeLong p={d.p_value:.3g}; "
-        text += (
-            f"McNemar {pair.mcnemar.only_a_right}/{pair.mcnemar.only_b_right} "
-            f"p={pair.mcnemar.p_value:.3g}"
-        )
-        console.print(text, highlight=False)
-    console.print(f"comparison folder: {target}")
+    with progress() as stages:
+        comparison = load_and_compare(evaluations, bootstrap, progress=stages)
+        if out is None:
+            out = default_output_dir("compare", "-vs-".join(e.name for e in evaluations))
+        else:
+            out.mkdir(parents=True)
+        write(comparison, out)
+    print_comparison(comparison)
+    say(f"comparison folder: {out}")
 
 
 @app.command("report")
 def report_command(
-    folders: Annotated[list[Path], typer.Argument(help="Run folders or cxr evaluate folders.")],
-    out: Annotated[Path, typer.Option(help="The HTML file to write (never overwritten).")] = Path(
-        "report.html"
-    ),
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")] = 1000,
+    evaluations: Evaluations,
+    out: Annotated[
+        Path | None, out_option("The HTML file to write (default outputs/report/…/report.html)")
+    ] = None,
+    bootstrap: Bootstrap = 1000,
     cv: Annotated[
         list[Path] | None, typer.Option(help="A `cxr cv` folder: its fold spread goes in.")
     ] = None,
@@ -159,9 +153,11 @@ def report_command(
     """One self-contained HTML report: protocol, data, model cards, curves, metrics with CIs,
     comparison and conclusions drawn from the numbers.
 
-    Example: cxr report runs/quick/evaluation runs/quick-cv5 --out report.html
+    Example: cxr report runs/quick/evaluation --cv runs/quick-cv5 --out report.html
     """
     from cxr.evaluation.report import build_report
 
-    path = build_report(folders, out, bootstrap, cv=cv or [])
-    console.print(f"report: {path.resolve()}")
+    out = out or default_output_dir("report", "report") / "report.html"
+    with progress() as stages:
+        path = build_report(evaluations, out, bootstrap, cv=cv or [], progress=stages)
+    say(f"report: {path.resolve()}")

@@ -2,37 +2,48 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
-from cxr.cli.common import app, console, progress
+from cxr.cli.common import (
+    Images,
+    Model,
+    ModelFormat,
+    OptionalImages,
+    OutputFormat,
+    Workers,
+    app,
+    console,
+    out_option,
+    progress,
+    say,
+)
+from cxr.cli.render import print_worklist
 from cxr.errors import CxrError
+from cxr.outputs import must_be_new
 
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[
-        Path, typer.Argument(help="A model file: a run's model.pt or an .onnx export.")
-    ],
-    inputs: Annotated[
-        list[Path], typer.Argument(help="Images and folders (searched recursively).")
-    ],
+    model: Model,
+    images: Images,
     out: Annotated[
-        Path | None,
-        typer.Option(help="Write the worklist here (.csv or .json; never overwritten)."),
+        Path | None, out_option("Worklist file to write, .csv or .json (default: the screen)")
     ] = None,
     cam: Annotated[
         Path | None, typer.Option(help="New folder for Grad-CAM overlays, one PNG per image.")
     ] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="table (screen only), csv or json.")
-    ] = "table",
+        OutputFormat | None,
+        typer.Option(
+            "--format", help="Worklist format; default: from --out's suffix, else a table."
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-    workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
+    workers: Workers = 2,
     show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
 ) -> None:
     """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
@@ -41,104 +52,85 @@ def predict_command(
 
     Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
     """
-    from cxr.inference.predict import expand, predict_paths
-    from cxr.inference.predictor import TorchPredictor, load_predictor
-
-    if output_format not in {"table", "csv", "json"}:
-        raise CxrError(f"--format {output_format!r}: choose table, csv or json")
-    for target in (out, cam):
-        if target is not None and target.exists():
-            raise CxrError(f"{target} exists; cxr never overwrites (choose another name)")
-    predictor = load_predictor(model)
-    if cam is not None and not isinstance(predictor, TorchPredictor):
-        raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
-    total = len(expand(inputs))
-    with progress("predicting", total) as bar:
-        worklist = predict_paths(
-            predictor, inputs, batch, workers, lambda n: bar.advance(bar.task_ids[0], n)
-        )
-    table = Table(
-        title=f"worklist: {len(worklist.rows)} images, most urgent first "
-        f"(urgency = {worklist.urgency_of})"
-    )
-    for column in ("rank", "file", "urgency", "predicted", "flags"):
-        table.add_column(column)
-    for row in worklist.rows[:show]:
-        table.add_row(
-            str(row.rank),
-            Path(row.path).name,
-            f"{row.urgency:.3f}",
-            row.predicted,
-            "; ".join(row.flags),
-        )
-    if output_format == "table" or out is None:
-        console.print(table)
-        if len(worklist.rows) > show:
-            console.print(f"... {len(worklist.rows) - show} more (--show, --out)")
-    if out is not None:
-        worklist.write(out, "json" if output_format == "json" or out.suffix == ".json" else "csv")
-        console.print(f"worklist: {out}")
-    elif output_format in {"csv", "json"}:
-        console.print(
-            json.dumps(worklist.to_dicts(), indent=2)
-            if output_format == "json"
-            else worklist.csv_text().rstrip(),
-            highlight=False,
-        )
     if cam is not None:
-        from cxr.data.reader import read_image
-        from cxr.inference.cam import heat_map, save_overlay
+        must_be_new(cam)
+    suffix = out.suffix[1:] if out is not None else ""
+    fmt = output_format or (OutputFormat(suffix) if suffix in {"csv", "json"} else None)
+    if out is not None and fmt in {None, OutputFormat.table}:
+        raise CxrError(f"--out {out}: a worklist file is .csv or .json (or give --format)")
+    if cam is not None and model.suffix == ".onnx":
+        raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
 
-        cam.mkdir(parents=True)
-        for row in worklist.rows:
-            image = read_image(row.path)
-            index = worklist.classes.index(row.predicted)
-            name = f"{row.rank:04d}_{Path(row.path).stem}.png"
-            save_overlay(image, heat_map(predictor.model, image, index), cam / name)
-        console.print(f"Grad-CAM overlays: {cam}")
+    from cxr.inference.predict import predict_paths
+    from cxr.inference.predictor import load_predictor
+
+    predictor = load_predictor(model)
+    with progress() as stages:
+        worklist = predict_paths(predictor, images, batch, workers, stages)
+        if cam is not None:
+            from cxr.inference.cam import save_overlays
+
+            save_overlays(predictor.model, worklist, cam, stages)
+    if out is not None:
+        worklist.write(out, fmt)
+        say(f"worklist: {out}")
+    elif fmt == OutputFormat.json:
+        say(worklist.json_text())
+    elif fmt == OutputFormat.csv:
+        say(worklist.csv_text().rstrip())
+    else:
+        print_worklist(worklist, show)
+    if cam is not None:
+        say(f"Grad-CAM overlays: {cam}")
     for path, reason in worklist.failures:
-        console.print(f"[red]skipped[/red] {path}: {reason}", highlight=False)
+        console.print(f"[red]skipped[/red] {escape(f'{path}: {reason}')}", highlight=False)
     if worklist.failures:
-        console.print(f"{len(worklist.failures)} file(s) skipped", highlight=False)
+        say(f"{len(worklist.failures)} file(s) skipped")
         raise SystemExit(1)
 
 
 @app.command("export")
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A model file (a run's model.pt).")],
-    out: Annotated[Path, typer.Option(help="The .onnx file to write (never overwritten).")],
-    export_format: Annotated[str, typer.Option("--format", help="onnx or onnx-int8")] = "onnx",
-    calibration: Annotated[
-        Path | None,
-        typer.Option(help="onnx-int8: images to calibrate on (default: the model's train split)."),
-    ] = None,
-    calibration_images: Annotated[int, typer.Option(help="onnx-int8: how many.")] = 200,
+    model: Model,
+    out: Annotated[Path, out_option("The .onnx file to write")],
+    images: OptionalImages = None,
+    to: Annotated[
+        ModelFormat, typer.Option(help="onnx, or onnx-int8: quantized on real images.")
+    ] = ModelFormat.onnx,
+    max_images: Annotated[
+        int, typer.Option(help="onnx-int8: at most this many IMAGES calibrate it.")
+    ] = 200,
 ) -> None:
     """Export to ONNX: probabilities out, dynamic batch, classes/threshold/preprocessing inside.
-    `onnx-int8` quantizes statically on real images; check it with `cxr evaluate` before use.
+    `--to onnx-int8` quantizes statically on IMAGES (default: the model's training split); check
+    the result with `cxr evaluate` before use.
 
     Example: cxr export runs/quick/model.pt --out quick.onnx
     """
+    if model.suffix == ".onnx":
+        raise CxrError(f"{model}: already an ONNX file; export needs the model.pt")
+    if images and to != ModelFormat.onnx_int8:
+        raise CxrError("IMAGES calibrate an INT8 export: add --to onnx-int8, or leave them out")
     import random
 
     from cxr.inference.export import export_onnx, training_images
     from cxr.inference.predict import expand
 
-    if export_format not in {"onnx", "onnx-int8"}:
-        raise CxrError(f"--format {export_format!r}: onnx or onnx-int8")
-    images = None
-    if export_format == "onnx-int8":
-        if calibration is None:
-            images = training_images(checkpoint, calibration_images)
+    calibration = None
+    if to == ModelFormat.onnx_int8:
+        if images:
+            found = expand(images)
+            calibration = random.Random(0).sample(found, min(max_images, len(found)))
         else:
-            found = expand([calibration])
-            images = random.Random(0).sample(found, min(calibration_images, len(found)))
-    console.print(f"wrote {export_onnx(checkpoint, out, images)}")
+            calibration = training_images(model, max_images)
+    with console.status(f"exporting {model} to {to.value}"):
+        written = export_onnx(model, out, calibration)
+    say(f"wrote {written}")
 
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[Path, typer.Argument(help="A run's model.pt or an .onnx export.")],
+    model: Model,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 25,
@@ -159,7 +151,7 @@ def serve_command(
     from cxr.serve.app import ServeConfig, create_app
 
     app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency, db=db))
-    console.print(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
+    say(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
     if db is not None:
-        console.print(f"worklist: http://{host}:{port}/worklist")
+        say(f"worklist: http://{host}:{port}/worklist")
     uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -1,38 +1,136 @@
-"""Tables printed by several commands, apart from the commands themselves."""
+"""Tables printed by the commands, apart from the commands themselves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.markup import escape
 from rich.table import Table
 
-from cxr.cli.common import console
+from cxr.cli.common import console, say
+
+BINARY_KEYS = ("auroc", "average_precision", "accuracy", "sensitivity", "specificity",
+               "precision", "npv", "f1", "brier", "ece")  # fmt: skip
+MULTICLASS_KEYS = ("macro_auroc", "weighted_auroc", "accuracy", "balanced_accuracy")
 
 
 def print_scores(p, scores: dict) -> None:
     m, ci = scores["metrics"], scores["ci95"]
-    keys = (
-        (
-            "auroc",
-            "average_precision",
-            "accuracy",
-            "sensitivity",
-            "specificity",
-            "precision",
-            "npv",
-            "f1",
-            "brier",
-            "ece",
-        )
-        if p.binary
-        else ("macro_auroc", "weighted_auroc", "accuracy", "balanced_accuracy")
-    )
-    table = Table(title=f"{p.name} on {m['n']} {p.split} images")
+    table = Table(title=escape(f"{p.name} on {m['n']} {p.split} images"))
     for column in ("metric", "value", "95 % CI"):
         table.add_column(column)
-    for key in keys:
+    for key in BINARY_KEYS if p.binary else MULTICLASS_KEYS:
         lo_hi = ci.get(key)
         table.add_row(key, f"{m[key]:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else "")
     for name, value in (m.get("pairwise_auroc") or {}).items():
-        table.add_row(f"AUROC {name}", f"{value:.4f}", "")
+        table.add_row(escape(f"AUROC {name}"), f"{value:.4f}", "")
+    console.print(table)
+
+
+def print_worklist(worklist, show: int) -> None:
+    table = Table(
+        title=escape(
+            f"worklist: {len(worklist.rows)} images, most urgent first "
+            f"(urgency = {worklist.urgency_of})"
+        )
+    )
+    for column in ("rank", "file", "urgency", "predicted", "flags"):
+        table.add_column(column)
+    for row in worklist.rows[:show]:
+        table.add_row(
+            str(row.rank),
+            escape(Path(row.path).name),
+            f"{row.urgency:.3f}",
+            escape(row.predicted),
+            escape("; ".join(row.flags)),
+        )
+    console.print(table)
+    if len(worklist.rows) > show:
+        say(f"... {len(worklist.rows) - show} more (--show, --out)")
+
+
+def print_comparison(comparison) -> None:
+    table = Table(title=f"{comparison.scores[0]['metrics']['n']} images, the same for every model")
+    table.add_column("model")
+    for key in comparison.columns:
+        table.add_column(key)
+    for m, s in zip(comparison.models, comparison.scores, strict=True):
+        table.add_row(escape(m.name), *[f"{s['metrics'][k]:.4f}" for k in comparison.columns])
+    console.print(table)
+    for pair in comparison.pairs:
+        text = f"{pair.a} vs {pair.b}: "
+        if pair.delong:
+            d = pair.delong
+            text += f"AUROC difference {d.difference:+.4f}, DeLong p={d.p_value:.3g}; "
+        text += (
+            f"McNemar {pair.mcnemar.only_a_right}/{pair.mcnemar.only_b_right} "
+            f"p={pair.mcnemar.p_value:.3g}"
+        )
+        say(text)
+
+
+def print_summary(summary) -> None:
+    """`cxr data inspect`: split x class counts, then one line per kind of finding."""
+    table = Table(title=escape(f"{summary.root} ({summary.layout}, scheme {summary.scheme})"))
+    for column in ("split", "class", "images", "patients/studies"):
+        table.add_column(
+            column, justify="right" if column in {"images", "patients/studies"} else "left"
+        )
+    for split, per_class in summary.counts.items():
+        for label, n in per_class.items():
+            table.add_row(
+                escape(split), escape(label), f"{n:,}", f"{summary.patients[split][label]:,}"
+            )
+    console.print(table)
+    say(
+        f"images {summary.images:,} | imbalance {summary.imbalance_ratio:.2f} : 1 | "
+        f"width {summary.width_range[0]}-{summary.width_range[1]} px, "
+        f"height {summary.height_range[0]}-{summary.height_range[1]} px | "
+        f"modes {summary.modes} | formats {summary.formats} | colour images {summary.colour_images}"
+    )
+    say(
+        f"duplicates: {summary.duplicate_groups} groups, "
+        f"{summary.redundant_copies} redundant copies "
+        f"({summary.duplicates_across_splits} across splits, "
+        f"{summary.duplicates_across_labels} with conflicting labels)"
+    )
+    say(f"unreadable files: {len(summary.unreadable)}")
+    for bad in summary.unreadable:
+        say(f"  {bad['path']}: {bad['reason']}", "red")
+
+
+def print_train_throughput(rows, peak: dict, threads: int) -> None:
+    table = Table(
+        title=f"training throughput, {threads} threads; "
+        f"torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
+    )
+    for column in ("model", "px", "precision", "memory format", "images/s", "GFLOP/image",
+                   "GFLOP/s", "% of mm peak"):  # fmt: skip
+        table.add_column(column)
+    for r in rows:
+        share = 100 * r.achieved_gflops / peak[r.precision]
+        table.add_row(
+            r.model, str(r.size), r.precision, r.memory_format, f"{r.images_per_s:.1f}",
+            f"{r.gflop_per_image:.2f}", f"{r.achieved_gflops:.0f}", f"{share:.0f} %",
+        )  # fmt: skip
+    console.print(table)
+
+
+def print_predict_throughput(model: str, rows, peak: dict) -> None:
+    table = Table(
+        title=escape(
+            f"{model}: inference, {rows[0].gflop_per_image:.2f} GFLOP/image; torch.mm 2048²: "
+            f"{peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
+        )
+    )
+    for column in ("backend", "batch", "images/s", "GFLOP/s", "% of fp32 mm", "peak RSS MiB"):
+        table.add_column(column)
+    for r in rows:
+        share = 100 * r.achieved_gflops / peak["fp32"]
+        table.add_row(
+            r.backend, str(r.batch), f"{r.images_per_s:.1f}", f"{r.achieved_gflops:.0f}",
+            f"{share:.0f} %", f"{r.peak_rss_mib:.0f}",
+        )  # fmt: skip
     console.print(table)
 
 

@@ -16,7 +16,9 @@ from cxr.data.discovery import Record
 
 
 def content_hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """SHA-256 of a file's bytes: what "the same image" means to the cache, duplicate detection
+    and `cxr compare`, whatever the file is called or however its path was typed."""
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

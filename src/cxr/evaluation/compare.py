@@ -13,6 +13,7 @@ from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.predictions import Predictions, load_predictions, score
 from cxr.metrics.stats import DeLongResult, McNemarResult, delong_test, mcnemar_test
+from cxr.progress import Stages, silent
 
 TABLE = ("auroc", "average_precision", "accuracy", "sensitivity", "specificity", "brier", "ece")
 TABLE_MULTICLASS = ("macro_auroc", "macro_average_precision", "accuracy", "balanced_accuracy")
@@ -44,11 +45,12 @@ class Comparison:
 def _keys(p: Predictions) -> list[str]:
     """Images are identified by their bytes (SHA-256), so a relative and an absolute path to the
     same file, or a copy, are the same image (the path only where no hash was recorded); the
-    n-th copy of byte-identical files is told apart by its count."""
+    n-th copy of byte-identical files under one label is told apart by its count, and copies
+    filed under different labels never pair with each other."""
     seen: dict[str, int] = {}
     keys = []
-    for digest, path in zip(p.digest, p.paths, strict=True):
-        key = digest or path
+    for digest, path, label in zip(p.digest, p.paths, p.labels, strict=True):
+        key = f"{digest or path}|{label}"
         seen[key] = seen.get(key, -1) + 1
         keys.append(f"{key}#{seen[key]}")
     return keys
@@ -83,7 +85,9 @@ def aligned(models: list[Predictions]) -> list[Predictions]:
     return out
 
 
-def compare(models: list[Predictions], bootstrap: int = 1000, seed: int = 0) -> Comparison:
+def compare(
+    models: list[Predictions], bootstrap: int = 1000, seed: int = 0, progress: Stages = silent
+) -> Comparison:
     if len(models) < 2:
         raise CxrError("compare needs at least two runs or evaluations")
     names = [m.name for m in models]
@@ -98,11 +102,13 @@ def compare(models: list[Predictions], bootstrap: int = 1000, seed: int = 0) -> 
         pairs.append(
             Pair(a.name, b.name, delong, mcnemar_test(a.targets, a.decisions(), b.decisions()))
         )
-    return Comparison(models, [score(m, bootstrap, seed) for m in models], pairs)
+    return Comparison(models, [score(m, bootstrap, seed, progress) for m in models], pairs)
 
 
-def load_and_compare(folders: list[Path], bootstrap: int = 1000, seed: int = 0) -> Comparison:
-    return compare([load_predictions(f) for f in folders], bootstrap, seed)
+def load_and_compare(
+    folders: list[Path], bootstrap: int = 1000, seed: int = 0, progress: Stages = silent
+) -> Comparison:
+    return compare([load_predictions(f) for f in folders], bootstrap, seed, progress)
 
 
 def write(comparison: Comparison, out: Path) -> None:

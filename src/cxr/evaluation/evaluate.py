@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from cxr.evaluation import plots
 from cxr.evaluation.predictions import Predictions, score
 from cxr.inference.predictor import load_predictor
 from cxr.models.card import ModelCard
-from cxr.outputs import new_output_dir
+from cxr.outputs import default_output_dir, must_be_new
+from cxr.progress import Stages, silent
 
 INTERNAL_TEST = "internal-test"  # the model's own held-out patients, rebuilt from its card
 
@@ -107,9 +107,11 @@ def evaluate(
     bootstrap: int = 1000,
     seed: int = 0,
     workers: int = 0,
-    progress: Callable[[int], None] | None = None,
+    progress: Stages = silent,
     label_map: dict[str, str] | None = None,
 ) -> Evaluation:
+    if out is not None:
+        must_be_new(out)
     predictor = load_predictor(Path(model))
     card = predictor.card
     dataset = discover(root, card.label_scheme_object())
@@ -128,7 +130,9 @@ def evaluate(
         )
     prep = card.preprocessing
     images = PixelCache(prep.size, prep.resize).load(
-        [r.path for r in records], workers=workers, progress=progress
+        [r.path for r in records],
+        workers=workers,
+        progress=progress("reading images", len(records)),
     )
     if not len(images):
         raise DatasetError(f"{dataset.root}: none of the {len(records)} images could be read")
@@ -140,7 +144,12 @@ def evaluate(
     kept = [by_path[p] for p in images.paths]
     targets = [card.classes.index(r.label) for r in kept]
     loader = DataLoader(CachedXrays(images, targets, prep), batch_size=64)
-    probs = np.concatenate([predictor.predict(x.numpy()) for x, _ in loader])
+    step = progress("predicting", len(kept))
+    probs = []
+    for x, _ in loader:
+        probs.append(predictor.predict(x.numpy()))
+        step(len(x))
+    probs = np.concatenate(probs)
     if threshold is not None:
         if card.threshold is None:
             raise DatasetError("--threshold applies to binary models only")
@@ -164,9 +173,11 @@ def evaluate(
     )
     history = Path(model).parent / "history.csv"
     predictions.history = history if history.is_file() else None
-    scores = score(predictions, bootstrap, seed)
-    out = out or new_output_dir(Path("evaluations"), f"{predictions.name}-{split_name}")
-    out.mkdir(parents=True, exist_ok=True)
+    scores = score(predictions, bootstrap, seed, progress)
+    if out is None:
+        out = default_output_dir("evaluate", f"{predictions.name}-{split_name}")
+    else:
+        out.mkdir(parents=True)
     predictions.write_csv(out / "predictions.csv")
     failures = [(str(f.path), f.reason) for f in images.failures]
     if failures:

@@ -16,6 +16,7 @@ from cxr.metrics.classification import binary_metrics, multiclass_metrics, one_v
 from cxr.metrics.stats import bootstrap_intervals
 from cxr.models.card import ModelCard, normal_index
 from cxr.models.io import read_card
+from cxr.progress import Stages, silent
 
 RUN_PREDICTIONS = "tuning_predictions.csv"
 EVAL_PREDICTIONS = "predictions.csv"
@@ -165,7 +166,7 @@ def _threshold(p: Predictions) -> float:
     return p.threshold.value if p.threshold else 0.5
 
 
-def score(p: Predictions, bootstrap: int = 1000, seed: int = 0) -> dict:
+def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages = silent) -> dict:
     """Point metrics, their patient-level bootstrap intervals, and for a multi-class model the
     confusion matrix, class pairs and the normal-vs-abnormal view."""
     everything = np.arange(len(p.labels))
@@ -182,7 +183,10 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0) -> dict:
         if view is not None:
             point["abnormal_vs_normal"] = binary_metrics(*view, 0.5)
     groups = p.patients if all(p.patients) else None
-    ci = bootstrap_intervals(lambda rows: _point(p, rows), len(everything), groups, bootstrap, seed)
+    step = progress(f"{p.name}: bootstrap", bootstrap)
+    ci = bootstrap_intervals(
+        lambda rows: _point(p, rows), len(everything), groups, bootstrap, seed, step=step
+    )
     return {
         "metrics": point,
         "ci95": ci,

@@ -21,6 +21,8 @@ from cxr.evaluation.compare import Comparison, compare
 from cxr.evaluation.cv import read_cv
 from cxr.evaluation.predictions import Predictions, load_predictions, score
 from cxr.models.card import ModelCard, Threshold
+from cxr.outputs import must_be_new
+from cxr.progress import Stages, silent
 
 SIGNIFICANCE = 0.05
 # What internal validation missed on this data: the project's own models, measured on Kermany's
@@ -192,7 +194,7 @@ def comparison_conclusions(c: Comparison) -> list[str]:
     return out
 
 
-def _dataset_summary(entries: list[Entry]) -> tuple[Summary | None, str | None]:
+def _dataset_summary(entries: list[Entry], progress: Stages) -> tuple[Summary | None, str | None]:
     card = next((e.card for e in entries if e.card.data), None)
     if card is None:
         return None, None
@@ -200,7 +202,7 @@ def _dataset_summary(entries: list[Entry]) -> tuple[Summary | None, str | None]:
         dataset = card.dataset_for()
     except CxrError:
         return None, None
-    summary = summarise(dataset)
+    summary = summarise(dataset, progress(f"reading {dataset.root.name}", len(dataset.records)))
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_class_distribution(summary, Path(tmp))
         uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
@@ -220,18 +222,18 @@ def build_report(
     bootstrap: int = 1000,
     seed: int = 0,
     cv: list[Path] = (),
+    progress: Stages = silent,
 ) -> Path:
     """`evaluations`: folders (read and scored here) or evaluations already scored in memory, as
     `cxr study` hands them over, so each is bootstrapped once. `cv`: `cxr cv` folders."""
-    if out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites a report (choose another --out)")
+    must_be_new(out)
     scored: list[Scored] = []
     for item in evaluations:
         if isinstance(item, tuple):
             scored.append(item)
         else:
             p = load_predictions(item)
-            scored.append((p, score(p, bootstrap, seed)))
+            scored.append((p, score(p, bootstrap, seed, progress)))
     entries: dict[str, Entry] = {}
     for p, scores in scored:
         key = str(p.model_file.resolve()) if p.model_file else p.name
@@ -253,7 +255,7 @@ def build_report(
         by_images.setdefault(frozenset(p.digest), []).append(p)
     for group in by_images.values():
         if len({p.name for p in group}) >= 2:
-            c = compare(group, bootstrap, seed)
+            c = compare(group, bootstrap, seed, progress)
             comparisons.append(
                 {
                     "comparison": c,
@@ -262,7 +264,7 @@ def build_report(
                     "pr": data_uri(plots.pr_figure(c.models)),
                 }
             )
-    summary, classes_png = _dataset_summary(list(entries.values()))
+    summary, classes_png = _dataset_summary(list(entries.values()), progress)
     env = Environment(
         loader=PackageLoader("cxr.evaluation", "templates"),
         autoescape=select_autoescape(["html", "j2"]),

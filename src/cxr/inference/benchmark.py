@@ -21,6 +21,7 @@ from cxr.inference.export import export_onnx, training_images
 from cxr.inference.predict import expand
 from cxr.inference.predictor import OnnxPredictor
 from cxr.models import create_model, load_model, save_model
+from cxr.progress import Stages, silent
 from cxr.settings import data_root
 from cxr.speed import forward_gflop
 
@@ -89,6 +90,7 @@ def model_throughput(
     batches: tuple[int, ...] = (1, 8, 32),
     seconds: float = 2.0,
     rounds: int = 2,
+    progress: Stages = silent,
 ) -> list[InferSpeed]:
     with tempfile.TemporaryDirectory() as tmp:
         if Path(name_or_path).suffix == ".onnx":  # an export as it is, INT8 included
@@ -101,10 +103,13 @@ def model_throughput(
             model = load_model(model_file)
             size = model.card.preprocessing.size
             onnx_file = Path(tmp) / "model.onnx"
+            step = progress("exporting", ("onnx" in backends) + ("onnx-int8" in backends))
             if "onnx" in backends:
                 export_onnx(model_file, onnx_file)
+                step(1)
             if "onnx-int8" in backends:
                 export_onnx(model_file, Path(tmp) / "int8.onnx", _calibration(model_file))
+                step(1)
         gflop = forward_gflop(model, size)
         runners, rss = {}, {}
         for backend in backends:
@@ -116,6 +121,7 @@ def model_throughput(
             for b in batches
         }
         best: dict[tuple[str, int], float] = {}
+        step = progress("timing", rounds * len(batches) * len(runners))
         for _ in range(rounds):
             for batch in batches:
                 for backend, run in runners.items():
@@ -126,6 +132,7 @@ def model_throughput(
                         done += batch
                     rate = done / (time.perf_counter() - start)
                     best[backend, batch] = max(best.get((backend, batch), 0.0), rate)
+                    step(1)
                     rss[backend] = max(
                         rss[backend], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                     )

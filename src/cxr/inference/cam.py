@@ -14,6 +14,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from cxr.data.image import XrayImage
+from cxr.data.reader import read_image
+from cxr.inference.predict import Worklist
+from cxr.progress import Stages, silent
 
 
 def heat_map(model: nn.Module, image: XrayImage, class_index: int) -> np.ndarray:
@@ -39,3 +42,18 @@ def overlay(image: XrayImage, cam: np.ndarray) -> Image.Image:
 def save_overlay(image: XrayImage, cam: np.ndarray, out: Path) -> Path:
     overlay(image, cam).save(out)
     return out
+
+
+def save_overlays(
+    model: nn.Module, worklist: Worklist, folder: Path, progress: Stages = silent
+) -> Path:
+    """A new folder with one overlay per worklist row, explaining the class the row predicts;
+    files are named by rank so the folder lists in worklist order."""
+    folder.mkdir(parents=True)
+    step = progress("Grad-CAM", len(worklist.rows))
+    for row in worklist.rows:
+        image = read_image(row.path)
+        cam = heat_map(model, image, worklist.classes.index(row.predicted))
+        save_overlay(image, cam, folder / f"{row.rank:04d}_{Path(row.path).stem}.png")
+        step(1)
+    return folder

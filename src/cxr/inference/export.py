@@ -19,13 +19,13 @@ from cxr.inference.predictor import ONNX_META_KEY
 from cxr.inference.probabilities import Calibrated
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model, read_card
+from cxr.outputs import must_be_new
 
 
 def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None = None) -> Path:
     """With `int8_calibration` (real training images), onnxruntime's static INT8 quantization
     (QDQ, per-channel weights) calibrated on them; keep it only if validation AUROC holds."""
-    if out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites (choose another --out)")
+    must_be_new(out)
     if int8_calibration is not None:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(checkpoint, Path(tmp) / "fp32.onnx")
@@ -81,7 +81,7 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
     quantize_static(
         str(prepared),
         str(out),
-        _Calibration(images, source.preprocessing, source.input),
+        _Calibration(images, source.card.preprocessing, source.input),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,
@@ -95,6 +95,6 @@ def training_images(checkpoint: Path, count: int, seed: int = 0) -> list[Path]:
     """Calibration images from the model's own training part, never its tuning or test patients."""
     card = read_card(checkpoint)
     if not card.data:
-        raise CxrError(f"{checkpoint} records no training data; give --calibration FOLDER")
+        raise CxrError(f"{checkpoint} records no training data; give the IMAGES to calibrate on")
     train = card.protocol().train
     return [r.path for r in random.Random(seed).sample(train, min(count, len(train)))]

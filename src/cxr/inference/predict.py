@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
 from cxr.inference.plausibility import flags
 from cxr.inference.predictor import Predictor
+from cxr.progress import Stages, silent
 
 
 def expand(inputs: Sequence[Path]) -> list[Path]:
@@ -64,6 +65,18 @@ class Row:
     flags: list[str]
     rank: int = 0
 
+    def to_json(self, classes: list[str]) -> dict:
+        """One image's answer, the same in `cxr predict --format json` and the API."""
+        return {
+            "rank": self.rank,
+            "filename": self.path,
+            "probabilities": {c: float(p) for c, p in zip(classes, self.probs, strict=True)},
+            "predicted": self.predicted,
+            "urgency": self.urgency,
+            "flags": self.flags,
+            "not_a_frontal_xray": bool(self.flags),
+        }
+
 
 @dataclass
 class Worklist:
@@ -73,10 +86,18 @@ class Worklist:
     urgency_of: str = ""
 
     def write(self, out: Path, fmt: str) -> None:
-        if fmt == "json":
-            out.write_text(json.dumps(self.to_dicts(), indent=2))
-            return
-        out.write_text(self.csv_text())
+        out.write_text(self.json_text() if fmt == "json" else self.csv_text())
+
+    def to_json(self) -> dict:
+        """The worklist as `cxr predict --format json` writes it and `/api/triage` answers."""
+        return {
+            "urgency": self.urgency_of,
+            "worklist": [row.to_json(self.classes) for row in self.rows],
+            "skipped": [{"filename": name, "reason": why} for name, why in self.failures],
+        }
+
+    def json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
 
     def csv_text(self) -> str:
         records = self.to_dicts()
@@ -85,9 +106,6 @@ class Worklist:
         writer.writeheader()
         writer.writerows(records)
         return buffer.getvalue()
-
-    def _named(self, probs: np.ndarray):
-        return zip(self.classes, probs, strict=True)
 
     def to_dicts(self) -> list[dict]:
         return [
@@ -132,9 +150,10 @@ def predict_paths(
     inputs: Sequence[Path],
     batch_size: int = 32,
     workers: int = 0,
-    progress: Callable[[int], None] | None = None,
+    progress: Stages = silent,
 ) -> Worklist:
     paths = expand(inputs)
+    step = progress("predicting", len(paths))
     loader = DataLoader(
         _Inputs(paths, predictor), batch_size=batch_size, num_workers=workers, collate_fn=_collate
     )
@@ -145,6 +164,5 @@ def predict_paths(
         if good:
             names = [str(paths[i]) for i, _, _ in good]
             rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
-        if progress:
-            progress(len(items))
+        step(len(items))
     return ranked(predictor, rows, failures)

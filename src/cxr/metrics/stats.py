@@ -18,9 +18,11 @@ def bootstrap_intervals(
     n: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    step: Callable[[int], None] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of each number `metric(rows)` returns, resampling whole patients
-    (all of a patient's images together) when `groups` are given, else single images."""
+    (all of a patient's images together) when `groups` are given, else single images; `step(1)`
+    after each resample lets a caller show how far it has got."""
     rng = np.random.default_rng(seed)
     if groups is None:
         units = [np.array([i]) for i in range(n_rows)]
@@ -35,6 +37,8 @@ def bootstrap_intervals(
         rows = np.concatenate([units[i] for i in picked])
         for key, value in metric(rows).items():
             draws.setdefault(key, []).append(value)
+        if step:
+            step(1)
     tail = (1 - level) / 2 * 100
     return {
         key: tuple(float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))

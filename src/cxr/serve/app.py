@@ -85,18 +85,6 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             cam = heat_map(cam_model, image, predictor.card.classes.index(row.predicted))
         return _png_url(overlay(image, cam)), _png_url(PILImage.fromarray(image.pixels))
 
-    def as_json(row: Row) -> dict:
-        return {
-            "filename": row.path,
-            "probabilities": {
-                c: float(p) for c, p in zip(predictor.card.classes, row.probs, strict=True)
-            },
-            "predicted": row.predicted,
-            "urgency": row.urgency,
-            "flags": row.flags,
-            "not_a_frontal_xray": bool(row.flags),
-        }
-
     if cfg.db is not None:
         from cxr.serve.worklist import worklist_router
         from cxr.store.database import open_database
@@ -133,11 +121,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         name = file.filename or "upload"
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
         threshold = predictor.card.threshold
-        answer = {
-            **as_json(row),
-            "threshold": asdict(threshold) if threshold else None,
-            "cam": None,
-        }
+        answer = row.to_json(list(predictor.card.classes))
+        del answer["rank"]  # one image is not a worklist
+        answer |= {"threshold": asdict(threshold) if threshold else None, "cam": None}
         if cam:
             if not isinstance(predictor, TorchPredictor):
                 raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")
@@ -172,13 +158,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 media_type="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="worklist.csv"'},
             )
-        return JSONResponse(
-            {
-                "urgency": worklist.urgency_of,
-                "worklist": [{"rank": r.rank, **as_json(r)} for r in worklist.rows],
-                "skipped": [{"filename": n, "reason": why} for n, why in worklist.failures],
-            }
-        )
+        return JSONResponse(worklist.to_json())
 
     return app
 
