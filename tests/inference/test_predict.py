@@ -2,14 +2,18 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as photos
 from tests.conftest import save_tiny_model
+from tests.conftest import as_nobody
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
@@ -81,7 +85,8 @@ def test_bad_files_are_skipped_listed_and_set_the_exit_code(model_file, damaged_
     result = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
     assert result.returncode == 1
     assert "3 file(s) skipped" in result.stdout and "truncated.jpeg" in result.stdout
-    assert len(list(csv.DictReader((tmp_path / "w.csv").open()))) == 4
+    rows = list(csv.DictReader((tmp_path / "w.csv").open()))
+    assert len(rows) == 7 and sum(1 for r in rows if r["error"]) == 3
     again = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
     assert again.returncode == 2 and "never overwrites" in again.stdout
 
@@ -157,3 +162,45 @@ def test_int8_export_calibrates_on_real_images(model_file, data, tmp_path):
     assert max(np.abs(a[p] - b[p]).max() for p in a) < 0.05
     missing = _cxr("export", model_file, "--out", tmp_path / "x.onnx", "--format", "onnx-int8")
     assert missing.returncode == 2 and "--calibration" in missing.stdout
+
+
+def test_a_batch_survives_every_hostile_file(model_file, hostile_dicoms, data, tmp_path):
+    folder = tmp_path / "batch"
+    shutil.copytree(hostile_dicoms, folder)
+    good = sorted((data / "dicom_cxr" / "kermany_wrapped").glob("*.dcm"))[:2]
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "loop_a.jpeg").symlink_to(folder / "loop_b.jpeg")
+    (folder / "loop_b.jpeg").symlink_to(folder / "loop_a.jpeg")
+    result = _cxr("predict", model_file, folder, "--out", tmp_path / "w.csv")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    rows = list(csv.DictReader((tmp_path / "w.csv").open()))
+    scored = [r for r in rows if not r["error"]]
+    failed = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert len(scored) == 2 and all(r["rank"] for r in scored)
+    assert set(failed) == {p.name for p in hostile_dicoms.iterdir()} | {
+        "loop_a.jpeg",
+        "loop_b.jpeg",
+    }
+    assert "symbolic links" in failed["loop_a.jpeg"]
+    assert "NumberOfFrames 'abc'" in failed["frames_abc.dcm"]
+
+
+def test_a_file_the_process_may_not_read_is_skipped(model_file, data):
+    folder = Path(tempfile.mkdtemp(prefix="cxr-perm-"))  # under /tmp, so `nobody` can enter it
+    try:
+        folder.chmod(0o755)
+        source = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+        for name in ("good.jpeg", "locked.jpeg"):
+            shutil.copy(source, folder / name)
+            (folder / name).chmod(0o644)
+        (folder / "locked.jpeg").chmod(0)
+        predictor = load_predictor(model_file)
+        with as_nobody():
+            worklist = predict_paths(predictor, [folder])
+        assert [Path(r.path).name for r in worklist.rows] == ["good.jpeg"]
+        ((path, reason),) = worklist.failures
+        assert path.endswith("locked.jpeg") and "cannot be opened: Permission denied" in reason
+    finally:
+        shutil.rmtree(folder)

@@ -44,8 +44,26 @@ def looks_like_image(path: Path) -> bool:
 
 
 def read_image(source: str | Path | bytes, name: str | None = None) -> XrayImage:
-    """Read one file (or its bytes, e.g. an upload; `name` is then used in errors) as grey uint8."""
+    """Read one file (or its bytes, e.g. an upload; `name` is then used in errors) as grey uint8.
+
+    This is the reader's one boundary: whatever a decoder raises on a hostile or damaged file
+    (pydicom's ValueError on a bad header field, numpy's type errors, Pillow's SyntaxError...)
+    comes out as an `ImageReadError`, so no caller needs to know the decoders' exception zoo.
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    try:
+        return _read(source, label)
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise ImageReadError(label, ImageProblem.TOO_LARGE, "too large to decode") from exc
+    except Exception as exc:
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"{type(exc).__name__}: {exc}"[:300]
+        ) from exc
+
+
+def _read(source: str | Path | bytes, label: str) -> XrayImage:
     data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
     if not data:
         raise ImageReadError(label, ImageProblem.EMPTY, "the file has zero bytes")
@@ -68,6 +86,8 @@ def _read_bytes(path: Path, label: str) -> bytes:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "it is a folder") from exc
     except FileNotFoundError as exc:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "no such file") from exc
+    except OSError as exc:  # permission denied, a symlink loop, an I/O error
+        raise ImageReadError(label, ImageProblem.UNREADABLE, exc.strerror or str(exc)) from exc
 
 
 def _check_size(label: str, width: int, height: int) -> None:

@@ -3,8 +3,6 @@ listed with its reason and skipped; it never stops the batch."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,17 +15,22 @@ from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
 from cxr.inference.plausibility import flags
 from cxr.inference.predictor import Predictor
+from cxr.spreadsheet import csv_text
 
 
 def expand(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders searched recursively for image suffixes, in a stable order."""
+    """Files as given, folders searched recursively for image suffixes, in a stable order.
+
+    Anything with an image suffix that is not a folder is kept, broken links and link loops too,
+    so the reader reports it as a skipped file rather than it vanishing from the batch.
+    """
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
             out += sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
             )
-        elif item.is_file():
+        elif item.is_file() or item.is_symlink():
             out.append(item)
         else:
             raise CxrError(f"{item}: no such file or folder")
@@ -73,24 +76,18 @@ class Worklist:
     urgency_of: str = ""
 
     def write(self, out: Path, fmt: str) -> None:
-        if fmt == "json":
-            out.write_text(json.dumps(self.to_dicts(), indent=2))
-            return
-        out.write_text(self.csv_text())
+        out.write_text(json.dumps(self.to_dicts(), indent=2) if fmt == "json" else self.csv_text())
+
+    def columns(self) -> list[str]:
+        probs = [f"p_{c}" for c in self.classes]
+        return ["rank", "path", *probs, "predicted", "urgency", "flags", "error"]
 
     def csv_text(self) -> str:
-        records = self.to_dicts()
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, list(records[0]) if records else ["rank"])
-        writer.writeheader()
-        writer.writerows(records)
-        return buffer.getvalue()
-
-    def _named(self, probs: np.ndarray):
-        return zip(self.classes, probs, strict=True)
+        return csv_text(self.columns(), self.to_dicts())
 
     def to_dicts(self) -> list[dict]:
-        return [
+        """Scored images, most urgent first, then each skipped file with the reason."""
+        scored = [
             {
                 "rank": r.rank,
                 "path": r.path,
@@ -100,9 +97,11 @@ class Worklist:
                 "predicted": r.predicted,
                 "urgency": round(r.urgency, 6),
                 "flags": "; ".join(r.flags),
+                "error": "",
             }
             for r in self.rows
         ]
+        return scored + [{"path": path, "error": reason} for path, reason in self.failures]
 
 
 def score(
