@@ -17,7 +17,7 @@ from tests.conftest import as_nobody
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
-from cxr.inference.cam import heat_map
+from cxr.inference.cam import display_size, heat_map
 from cxr.inference.export import export_onnx
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
@@ -104,16 +104,17 @@ def test_photos_constant_and_odd_shapes_are_flagged(model_file, tmp_path):
     assert any("aspect ratio 3.0" in f for f in found["wide.png"])
 
 
-def test_grad_cam_has_the_image_size_and_is_not_flat(model_file, data, tmp_path):
+def test_grad_cam_is_drawn_at_display_size_and_is_not_flat(model_file, data, tmp_path):
     path = sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
     image = read_image(path)
     predictor = load_predictor(model_file)
     cam = heat_map(predictor.model, image, 1)
-    assert cam.shape == image.pixels.shape and cam.std() > 0.01
+    assert cam.shape == (224, 224) and cam.std() > 0.01  # model resolution, upsampled when drawn
     result = _cxr("predict", model_file, path, "--cam", tmp_path / "cams")
     assert result.returncode == 0, result.stdout + result.stderr
     (overlay,) = (tmp_path / "cams").iterdir()
-    assert Image.open(overlay).size == (image.info.width, image.info.height)
+    assert Image.open(overlay).size == display_size(image.info.width, image.info.height)
+    assert max(Image.open(overlay).size) == min(2048, max(image.pixels.shape))
 
 
 def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path):

@@ -34,6 +34,13 @@ def predict_command(
     batch: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
     show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
+    pseudonymize_names: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize-names",
+            help="Write a stable hash (file-<16 hex>) instead of each file name, everywhere.",
+        ),
+    ] = False,
 ) -> None:
     """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
     and flags for images that are probably not frontal chest X-rays. Exit code 1 when some files
@@ -41,7 +48,7 @@ def predict_command(
 
     Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
     """
-    from cxr.inference.predict import expand, predict_paths
+    from cxr.inference.predict import expand, predict_paths, pseudonym
     from cxr.inference.predictor import TorchPredictor, load_predictor
 
     if output_format not in {"table", "csv", "json"}:
@@ -52,10 +59,15 @@ def predict_command(
     predictor = load_predictor(model)
     if cam is not None and not isinstance(predictor, TorchPredictor):
         raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
-    total = len(expand(inputs))
-    with progress("predicting", total) as bar:
+    paths = expand(inputs)
+    with progress("predicting", len(paths)) as bar:
         worklist = predict_paths(
-            predictor, inputs, batch, workers, lambda n: bar.advance(bar.task_ids[0], n)
+            predictor,
+            inputs,
+            batch,
+            workers,
+            lambda n: bar.advance(bar.task_ids[0], n),
+            pseudonymize_names,
         )
     table = Table(
         title=f"worklist: {len(worklist.rows)} images, most urgent first "
@@ -88,13 +100,15 @@ def predict_command(
     if cam is not None:
         from cxr.data.reader import read_image
         from cxr.inference.cam import heat_map, save_overlay
+        from cxr.outputs import new_folder
 
-        cam.mkdir(parents=True)
-        for row in worklist.rows:
-            image = read_image(row.path)
-            index = worklist.classes.index(row.predicted)
-            name = f"{row.rank:04d}_{Path(row.path).stem}.png"
-            save_overlay(image, heat_map(predictor.model, image, index), cam / name)
+        source = {pseudonym(str(p)) if pseudonymize_names else str(p): p for p in paths}
+        with new_folder(cam) as partial:  # renamed to `cam` only once every overlay is written
+            for row in worklist.rows:
+                image = read_image(source[row.path], row.path)
+                index = worklist.classes.index(row.predicted)
+                name = f"{row.rank:04d}_{Path(row.path).stem}.png"
+                save_overlay(image, heat_map(predictor.model, image, index), partial / name)
         console.print(f"Grad-CAM overlays: {cam}")
     for path, reason in worklist.failures:
         console.print(f"[red]skipped[/red] {path}: {reason}", highlight=False)
@@ -143,16 +157,42 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 25,
     concurrency: Annotated[int, typer.Option(help="Inferences run at once.")] = 2,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve the API without a token, explicitly.")
+    ] = False,
+    pseudonymize_names: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize-names", help="Answer with a stable hash instead of file names."
+        ),
+    ] = False,
 ) -> None:
     """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
-    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API.
+    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API; without it the
+    server only listens on this machine (127.0.0.1) unless you pass --no-auth.
 
     Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
     """
     import uvicorn
 
-    from cxr.serve.app import ServeConfig, create_app
+    from cxr.serve.app import TOKEN_ENV, ServeConfig, api_token, create_app
 
-    app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency))
-    console.print(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
+    cfg = ServeConfig(
+        model,
+        max_upload_mb * 2**20,
+        concurrency,
+        no_auth=no_auth,
+        pseudonymize_names=pseudonymize_names,
+    )
+    token = api_token(no_auth)
+    if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
+        raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
+    app_ = create_app(cfg)
+    auth = f"on ({TOKEN_ENV})" if token else "OFF (anyone who reaches the port can use the API)"
+    console.print(
+        f"serving {model} on http://{host}:{port}  (API docs: /docs)\n"
+        f"auth: {auth}; limits: {cfg.limits()}"
+        + ("; file names pseudonymized" if pseudonymize_names else ""),
+        highlight=False,
+    )
     uvicorn.run(app_, host=host, port=port, log_level="info")

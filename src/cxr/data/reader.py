@@ -115,11 +115,12 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
     mode = image.mode
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # a copy would double the peak memory
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(label, ImageProblem.CORRUPT, str(exc)) from exc
+    width, height = image.size
     pixels, bits, colour = _to_grey_uint8(image)
-    info = ImageInfo(fmt, image.width, image.height, mode, bits, colour)
+    info = ImageInfo(fmt, width, height, mode, bits, colour)
     return pixels, info
 
 
@@ -128,6 +129,7 @@ def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
     if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
         raw = np.asarray(image)
         bits = 16 if image.mode.startswith("I;16") else 32
+        image.close()  # frees Pillow's copy of the pixels before the mapping allocates its own
         return stretch_to_uint8(raw), bits, False
     if image.mode == "L":
         return np.asarray(image, dtype=np.uint8), 8, False

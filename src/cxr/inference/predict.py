@@ -3,6 +3,7 @@ listed with its reason and skipped; it never stops the batch."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
 from cxr.inference.plausibility import flags
 from cxr.inference.predictor import Predictor
+from cxr.outputs import write_new_file
 from cxr.spreadsheet import csv_text
 
 
@@ -37,20 +39,25 @@ def expand(inputs: Sequence[Path]) -> list[Path]:
     return out
 
 
+def pseudonym(name: str) -> str:
+    """A stable stand-in for a file name (which often holds a patient's name): `file-<hash>`."""
+    return "file-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 class _Inputs(Dataset):
     """Read and preprocess in DataLoader workers; a failure comes back as its reason."""
 
-    def __init__(self, paths: list[Path], predictor: Predictor) -> None:
-        self.paths, self.prep = paths, predictor.card.preprocessing
+    def __init__(self, paths: list[Path], names: list[str], predictor: Predictor) -> None:
+        self.paths, self.names, self.prep = paths, names, predictor.card.preprocessing
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            image = read_image(self.paths[i])
+            image = read_image(self.paths[i], self.names[i])
         except ImageReadError as exc:
-            return i, None, str(exc)
+            return i, None, f"{exc.problem.value}: {exc.detail}"
         return i, self.prep.to_array(image.pixels), flags(image)
 
 
@@ -76,7 +83,9 @@ class Worklist:
     urgency_of: str = ""
 
     def write(self, out: Path, fmt: str) -> None:
-        out.write_text(json.dumps(self.to_dicts(), indent=2) if fmt == "json" else self.csv_text())
+        write_new_file(
+            out, json.dumps(self.to_dicts(), indent=2) if fmt == "json" else self.csv_text()
+        )
 
     def columns(self) -> list[str]:
         probs = [f"p_{c}" for c in self.classes]
@@ -132,17 +141,24 @@ def predict_paths(
     batch_size: int = 32,
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    pseudonymize: bool = False,
 ) -> Worklist:
+    """Score every image under `inputs`; with `pseudonymize`, each path is replaced by
+    `pseudonym(path)` in the rows and in the reasons of skipped files."""
     paths = expand(inputs)
+    shown = [pseudonym(str(p)) if pseudonymize else str(p) for p in paths]
     loader = DataLoader(
-        _Inputs(paths, predictor), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+        _Inputs(paths, shown, predictor),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
     )
     rows, failures = [], []
     for items in loader:
         good = [(i, x, f) for i, x, f in items if x is not None]
-        failures += [(str(paths[i]), reason) for i, x, reason in items if x is None]
+        failures += [(shown[i], reason) for i, x, reason in items if x is None]
         if good:
-            names = [str(paths[i]) for i, _, _ in good]
+            names = [shown[i] for i, _, _ in good]
             rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
         if progress:
             progress(len(items))
