@@ -1,6 +1,7 @@
 """A running server under attack: uploads refused from their headers, nothing spooled to disk,
 the bomb set from many clients in bounded memory with /healthz answering throughout."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -26,14 +27,12 @@ def _raw_upload(port: int, path: str, declared: int, headers: str = "", send: in
             ).encode()
         )
         start = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):  # the server may already have answered and closed
             sock.sendall(
                 f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; '
                 f'filename="x.dcm"\r\n\r\n'.encode()
                 + b"\0" * send
             )
-        except OSError:
-            pass  # the server may already have answered and closed
         answer = sock.recv(4096).decode(errors="replace")
         return answer, time.monotonic() - start
 
