@@ -173,3 +173,42 @@ def test_fuzz_dicom_header_fields(data, source, fields, syntax):
     except (ValueError, TypeError, AttributeError, NotImplementedError):
         return  # pydicom itself will not write this combination
     _outcome(buffer.getvalue(), Path(source).name)
+
+
+def _damaged_streams(raw: bytes, end: bytes) -> dict[str, bytes]:
+    middle = len(raw) // 2
+    flipped = raw[:middle] + bytes(b ^ 0x55 for b in raw[middle : middle + 200])
+    return {
+        "cut, end marker put back": raw[:middle] + end,
+        "200 bytes altered": flipped + raw[middle + 200 :],
+        "cut": raw[:middle],
+    }
+
+
+@pytest.mark.parametrize(
+    "source", ["chest_xray_originals/train/PNEUMONIA", "COVID-19_Radiography_Dataset/COVID/images"]
+)
+def test_damaged_jpeg_and_png_streams_are_refused_not_scored(data, source):
+    path = sorted((data / source).iterdir())[0]
+    raw = path.read_bytes()
+    end = b"\xff\xd9" if path.suffix == ".jpeg" else raw[raw.index(b"IEND") - 4 :]
+    for case, content in _damaged_streams(raw, end).items():
+        with pytest.raises(ImageReadError) as caught:
+            read_image(content, path.name)
+        assert caught.value.problem is ImageProblem.CORRUPT, (case, str(caught.value))
+    assert read_image(raw, path.name).pixels.ndim == 2  # the whole file still reads
+
+
+def test_a_damaged_jpeg_inside_a_dicom_is_refused(data):
+    import pydicom
+    from pydicom.encaps import encapsulate, generate_frames
+
+    path = data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm"
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit
+    (frame,) = generate_frames(ds.PixelData, number_of_frames=1)
+    ds.PixelData = encapsulate([frame[: len(frame) // 2] + b"\xff\xd9"])
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ImageReadError, match="JPEG data damaged"):
+        read_image(buffer.getvalue(), path.name)

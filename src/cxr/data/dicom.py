@@ -14,18 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
 from cxr.data.image import RASTER_SUFFIXES, ImageInfo, lookup, row_blocks, stretch_to_uint8
+from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
 OPTIONAL_DECODERS = "pylibjpeg and pylibjpeg-libjpeg (pip install 'cxr[dicom]') or python-gdcm"
 _NO_DECODER = re.compile(r"missing dependencies|does not support|no pixel data decoders", re.I)
 MAX_DECODED_BYTES = 128 * 2**20  # pixel data as decoded (8000 x 8000 x 16 bits fits), any frames
 INFLATE_CHUNK = 2**20
+JPEG_8BIT = {JPEGBaseline8Bit, JPEGExtended12Bit}
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -179,6 +182,9 @@ def _number(ds: pydicom.Dataset, keyword: str, default: int, label: str) -> int:
 
 def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
     syntax = _syntax(ds)
+    if syntax in JPEG_8BIT:  # decoded by Pillow, which hides a damaged stream
+        for frame in generate_frames(ds.PixelData, number_of_frames=1):
+            check_jpeg_stream(frame, label)
     try:
         return ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:

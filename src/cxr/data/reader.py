@@ -20,6 +20,7 @@ from cxr.data.image import (
     XrayImage,
     stretch_to_uint8,
 )
+from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
 __all__ = ["ImageInfo", "XrayImage", "looks_like_image", "read_image", "stretch_to_uint8"]
@@ -112,6 +113,8 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
     if fmt is None:
         raise ImageReadError(label, ImageProblem.UNSUPPORTED, f"{image.format} files are not read")
     _check_size(label, *image.size)  # before decoding: the decompression-bomb guard
+    if fmt == "jpeg":
+        check_jpeg_stream(data, label)
     mode = image.mode
     try:
         image.load()
