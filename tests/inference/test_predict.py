@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as photos
-from tests.conftest import save_tiny_model
-from tests.conftest import as_nobody
+from tests.conftest import as_nobody, save_tiny_model
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
