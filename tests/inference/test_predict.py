@@ -18,7 +18,7 @@ from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.inference.cam import display_size, heat_map
 from cxr.inference.export import export_onnx
-from cxr.inference.predict import predict_paths
+from cxr.inference.predict import predict_paths, pseudonym
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
 
 MARKER = "SYNTHETIC"  # kermany_wrapped's PatientName is SYNTHETIC^PATIENT
@@ -204,3 +204,42 @@ def test_a_file_the_process_may_not_read_is_skipped(model_file, data):
         assert path.endswith("locked.jpeg") and "cannot be opened: Permission denied" in reason
     finally:
         shutil.rmtree(folder)
+
+
+def test_pseudonymized_names_and_neutralised_cells_in_every_cli_output(model_file, data, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    for name in ("=HYPERLINK(x;y).jpeg", "@SUM(1+1).jpeg", "Doe_John.jpeg"):
+        shutil.copy(source, folder / name)
+    (folder / "+cmd.png").write_text("not a png")
+    plain = subprocess.run(
+        [sys.executable, "-m", "cxr", "predict", str(model_file), ".", "--out", "../w.csv"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+    )  # fmt: skip
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    paths = {r["path"] for r in csv.DictReader((tmp_path / "w.csv").open())}
+    assert paths == {"'=HYPERLINK(x;y).jpeg", "'@SUM(1+1).jpeg", "Doe_John.jpeg", "'+cmd.png"}
+    result = _cxr(
+        "predict", model_file, folder, "--out", tmp_path / "p.json", "--cam", tmp_path / "cams",
+        "--pseudonymize-names",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    outputs = [result.stdout, (tmp_path / "p.json").read_text()]
+    outputs += [p.name for p in (tmp_path / "cams").iterdir()]
+    assert not any(word in text for text in outputs for word in ("Doe", "HYPERLINK", "cmd"))
+    assert len(list((tmp_path / "cams").iterdir())) == 3
+    assert pseudonym(str(folder / "Doe_John.jpeg")) in outputs[1]
+
+
+def test_an_interrupted_heat_map_run_leaves_nothing_that_looks_finished(model_file, data, tmp_path):
+    from cxr.outputs import new_folder
+
+    cams = tmp_path / "cams"
+    with pytest.raises(KeyboardInterrupt), new_folder(cams) as partial:
+        (partial / "0001_a.png").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # neither `cams` nor a partial folder
+    image = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    rerun = _cxr("predict", model_file, image, "--cam", cams)
+    assert rerun.returncode == 0 and len(list(cams.iterdir())) == 1, rerun.stdout
