@@ -123,9 +123,9 @@ async def uploads(
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise HTTPException(422, f"send the file(s) as multipart/form-data, field {field!r}")
-    parts = _Parts(field, max_bytes)
-    parser, total = MultipartParser(boundary, parts.callbacks()), 0
+    parts, total = _Parts(field, max_bytes), 0
     try:
+        parser = MultipartParser(boundary, parts.callbacks())
         async for chunk in request.stream():
             total += len(chunk)
             if total > max_total:
