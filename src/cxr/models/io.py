@@ -42,8 +42,12 @@ def save_model(path: Path, model: nn.Module, card: ModelCard | None = None) -> P
         "card": card.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    payload["sha256"] = digest(payload)
-    torch.save(payload, path)
+    return write_model_file(path, payload)
+
+
+def write_model_file(path: Path, payload: dict[str, Any]) -> Path:
+    """`payload` sealed with a fresh checksum: the one way a model file is written."""
+    torch.save({**payload, "sha256": digest(payload)}, path)
     return path
 
 
