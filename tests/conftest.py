@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import struct
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from cxr.settings import data_root
@@ -58,3 +64,85 @@ def save_tiny_model(path: Path, calibration: str = "temperature") -> Path:
         metrics={"tuning_auroc": 0.5},
     )
     return save_model(path, model)
+
+
+def patch_dicom(source: Path, **fields: str) -> bytes:
+    """`source` with header fields set to raw text pydicom itself would refuse to write (such as
+    NumberOfFrames "abc"): written with a 4-character placeholder, then the bytes replaced."""
+    ds = pydicom.dcmread(source)
+    for keyword in fields:
+        setattr(ds, keyword, "1234")
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    out = buffer.getvalue()
+    for keyword, text in fields.items():
+        tag = pydicom.datadict.tag_for_keyword(keyword)
+        vr = pydicom.datadict.dictionary_VR(tag).encode()
+        head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr + struct.pack("<H", 4)
+        assert out.count(head + b"1234") == 1, keyword
+        out = out.replace(head + b"1234", head + text.encode().ljust(4)[:4])
+    return out
+
+
+def deflate_bomb(inflated: int) -> bytes:
+    """A Deflated-transfer-syntax DICOM of about 1 MB per GiB that inflates to `inflated` bytes."""
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    head = io.BytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(head, meta, enforce_standard=True)
+    ds = pydicom.Dataset()
+    ds.Modality, ds.Rows, ds.Columns = "DX", 4096, 4096
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 16, 15
+    ds.PixelRepresentation, ds.PhotometricInterpretation = 0, "MONOCHROME2"
+    body = pydicom.filebase.DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(body, ds)
+    body.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, inflated))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    start = packer.compress(body.getvalue()) + packer.flush(zlib.Z_FULL_FLUSH)
+    zeros = 2**22
+    block = packer.compress(b"\0" * zeros) + packer.flush(zlib.Z_FULL_FLUSH)  # self-contained
+    return head.getvalue() + start + block * (inflated // zeros) + packer.flush()
+
+
+@pytest.fixture(scope="session")
+def hostile_dicoms(tmp_path_factory, data: Path) -> Path:
+    """The DICOMs an attack test of the service crashed it with (one GiB bomb included)."""
+    folder = tmp_path_factory.mktemp("hostile")
+    source = data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm"
+    window = data / "dicom_samples" / "MR_small_16bit_window.dcm"
+    cases = {
+        "frames_abc.dcm": patch_dicom(source, NumberOfFrames="abc"),
+        "slope_abc.dcm": patch_dicom(source, RescaleSlope="abc", RescaleIntercept="0"),
+        "window_abc.dcm": patch_dicom(window, WindowCenter="abc"),
+        "width_zero.dcm": patch_dicom(window, WindowWidth="0"),
+        "deflate_bomb.dcm": deflate_bomb(2**30),
+    }
+    for name, change in {
+        "unknown_syntax.dcm": lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.3.4.5"),
+        "rows_huge.dcm": lambda ds: ds.update({"Rows": 65535, "Columns": 65535}),
+    }.items():
+        ds = pydicom.dcmread(source)
+        change(ds)
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        cases[name] = buffer.getvalue()
+    for name, content in cases.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+@contextmanager
+def as_nobody():
+    """Root reads every file, so permission tests drop to `nobody` for the read itself."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)

@@ -14,6 +14,7 @@ class ImageProblem(StrEnum):
     """Why an image could not be read; stable codes that reports and the API can show."""
 
     EMPTY = "empty file"
+    UNREADABLE = "cannot be opened"
     NOT_AN_IMAGE = "not an image"
     CORRUPT = "truncated or corrupt"
     TOO_SMALL = "too small"

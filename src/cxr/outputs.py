@@ -1,7 +1,12 @@
-"""Where commands write: a new file or folder every time, so nothing a user made is overwritten."""
+"""Where commands write: always a new name, so nothing a user made is overwritten, and only
+complete outputs under their final name."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cxr.errors import CxrError
@@ -37,3 +42,32 @@ def new_output_dir(parent: Path, name: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{parent}: too many folders named {name}")
+
+
+def write_new_file(path: Path, text: str) -> Path:
+    """`text` written under a temporary name beside `path`, then renamed into place: an
+    interrupted run leaves no half-written file that looks finished, and none is replaced."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists; cxr never overwrites (choose another name)")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+@contextmanager
+def new_folder(path: Path) -> Iterator[Path]:
+    """A folder filled under a temporary name and renamed to `path` only once complete; on any
+    failure or interruption the partial folder is removed, so a rerun is never blocked."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists; cxr never overwrites (choose another name)")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        os.rename(partial, path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

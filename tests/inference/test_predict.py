@@ -3,20 +3,23 @@
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as photos
-from tests.conftest import save_tiny_model
+from tests.conftest import as_nobody, save_tiny_model
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
-from cxr.inference.cam import heat_map
+from cxr.inference.cam import display_size, heat_map
 from cxr.inference.export import export_onnx
-from cxr.inference.predict import predict_paths
+from cxr.inference.predict import predict_paths, pseudonym
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
 from cxr.models import create_model
 from cxr.speed import forward_gflop
@@ -84,7 +87,8 @@ def test_bad_files_are_skipped_listed_and_set_the_exit_code(model_file, damaged_
     result = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
     assert result.returncode == 1
     assert "3 file(s) skipped" in result.stdout and "truncated.jpeg" in result.stdout
-    assert len(list(csv.DictReader((tmp_path / "w.csv").open()))) == 4
+    rows = list(csv.DictReader((tmp_path / "w.csv").open()))
+    assert len(rows) == 7 and sum(1 for r in rows if r["error"]) == 3
     again = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
     assert again.returncode == 2 and "never overwrites" in again.stdout
 
@@ -102,16 +106,17 @@ def test_photos_constant_and_odd_shapes_are_flagged(model_file, tmp_path):
     assert any("aspect ratio 3.0" in f for f in found["wide.png"])
 
 
-def test_grad_cam_has_the_image_size_and_is_not_flat(model_file, data, tmp_path):
+def test_grad_cam_is_drawn_at_display_size_and_is_not_flat(model_file, data, tmp_path):
     path = sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
     image = read_image(path)
     predictor = load_predictor(model_file)
     cam = heat_map(predictor.model, image, 1)
-    assert cam.shape == image.pixels.shape and cam.std() > 0.01
+    assert cam.shape == (224, 224) and cam.std() > 0.01  # model resolution, upsampled when drawn
     result = _cxr("predict", model_file, path, "--cam", tmp_path / "cams")
     assert result.returncode == 0, result.stdout + result.stderr
     (overlay,) = (tmp_path / "cams").iterdir()
-    assert Image.open(overlay).size == (image.info.width, image.info.height)
+    assert Image.open(overlay).size == display_size(image.info.width, image.info.height)
+    assert max(Image.open(overlay).size) == min(2048, max(image.pixels.shape))
 
 
 def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path):
@@ -180,3 +185,84 @@ def test_piped_output_is_the_bare_worklist_and_out_folders_are_made(model_file, 
     assert len(json.loads(nested.read_text())["worklist"]) == 6
     blocked = _cxr("predict", model_file, folder, "--out", nested / "w.csv")
     assert blocked.returncode == 2 and "cannot create its folder" in blocked.stdout
+
+
+def test_a_batch_survives_every_hostile_file(model_file, hostile_dicoms, data, tmp_path):
+    folder = tmp_path / "batch"
+    shutil.copytree(hostile_dicoms, folder)
+    good = sorted((data / "dicom_cxr" / "kermany_wrapped").glob("*.dcm"))[:2]
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "loop_a.jpeg").symlink_to(folder / "loop_b.jpeg")
+    (folder / "loop_b.jpeg").symlink_to(folder / "loop_a.jpeg")
+    result = _cxr("predict", model_file, folder, "--out", tmp_path / "w.csv")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    rows = list(csv.DictReader((tmp_path / "w.csv").open()))
+    scored = [r for r in rows if not r["error"]]
+    failed = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert len(scored) == 2 and all(r["rank"] for r in scored)
+    assert set(failed) == {p.name for p in hostile_dicoms.iterdir()} | {
+        "loop_a.jpeg",
+        "loop_b.jpeg",
+    }
+    assert "symbolic links" in failed["loop_a.jpeg"]
+    assert "NumberOfFrames 'abc'" in failed["frames_abc.dcm"]
+
+
+def test_a_file_the_process_may_not_read_is_skipped(model_file, data):
+    folder = Path(tempfile.mkdtemp(prefix="cxr-perm-"))  # under /tmp, so `nobody` can enter it
+    try:
+        folder.chmod(0o755)
+        source = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+        for name in ("good.jpeg", "locked.jpeg"):
+            shutil.copy(source, folder / name)
+            (folder / name).chmod(0o644)
+        (folder / "locked.jpeg").chmod(0)
+        predictor = load_predictor(model_file)
+        with as_nobody():
+            worklist = predict_paths(predictor, [folder])
+        assert [Path(r.path).name for r in worklist.rows] == ["good.jpeg"]
+        ((path, reason),) = worklist.failures
+        assert path.endswith("locked.jpeg") and "cannot be opened: Permission denied" in reason
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_pseudonymized_names_and_neutralised_cells_in_every_cli_output(model_file, data, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    for name in ("=HYPERLINK(x;y).jpeg", "@SUM(1+1).jpeg", "Doe_John.jpeg"):
+        shutil.copy(source, folder / name)
+    (folder / "+cmd.png").write_text("not a png")
+    plain = subprocess.run(
+        [sys.executable, "-m", "cxr", "predict", str(model_file), ".", "--out", "../w.csv"],
+        capture_output=True, text=True, timeout=300, cwd=folder,
+    )  # fmt: skip
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    paths = {r["path"] for r in csv.DictReader((tmp_path / "w.csv").open())}
+    assert paths == {"'=HYPERLINK(x;y).jpeg", "'@SUM(1+1).jpeg", "Doe_John.jpeg", "'+cmd.png"}
+    result = _cxr(
+        "predict", model_file, folder, "--out", tmp_path / "p.json", "--cam", tmp_path / "cams",
+        "--pseudonymize-names",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    outputs = [result.stdout, (tmp_path / "p.json").read_text()]
+    outputs += [p.name for p in (tmp_path / "cams").iterdir()]
+    assert not any(word in text for text in outputs for word in ("Doe", "HYPERLINK", "cmd"))
+    assert len(list((tmp_path / "cams").iterdir())) == 3
+    assert pseudonym(str(folder / "Doe_John.jpeg")) in outputs[1]
+
+
+def test_an_interrupted_heat_map_run_leaves_nothing_that_looks_finished(model_file, data, tmp_path):
+    from cxr.outputs import new_folder
+
+    cams = tmp_path / "cams"
+    with pytest.raises(KeyboardInterrupt), new_folder(cams) as partial:
+        (partial / "0001_a.png").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # neither `cams` nor a partial folder
+    image = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    rerun = _cxr("predict", model_file, image, "--cam", cams)
+    assert rerun.returncode == 0 and len(list(cams.iterdir())) == 1, rerun.stdout

@@ -22,12 +22,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="package")
-def live_server(model_file, tmp_path_factory):
+def _serve(model_file, folder, env):
     """`cxr serve` as a user starts it, its log captured to a file the tests can read."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("log") / "server.log"
-    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
+    log = folder / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "cxr", "serve", str(model_file), "--port", str(port)],
@@ -46,6 +44,25 @@ def live_server(model_file, tmp_path_factory):
     else:
         process.kill()
         pytest.fail(f"server did not start: {log.read_text()}")
-    yield {"url": url, "log": log, "pid": process.pid}
+    return process, {"url": url, "log": log, "pid": process.pid, "port": port}
+
+
+@pytest.fixture(scope="package")
+def live_server(model_file, tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
+    process, info = _serve(model_file, tmp_path_factory.mktemp("log"), env)
+    yield info
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="package")
+def guarded_server(model_file, tmp_path_factory):
+    """A server with a token and its own empty temporary directory, to prove nothing lands there."""
+    folder = tmp_path_factory.mktemp("guarded")
+    (folder / "tmp").mkdir()
+    env = {**os.environ, "CXR_API_TOKEN": "s3cret", "TMPDIR": str(folder / "tmp")}
+    process, info = _serve(model_file, folder, env)
+    yield {**info, "tmp": folder / "tmp", "token": "s3cret"}
     process.terminate()
     process.wait(timeout=30)

@@ -1,6 +1,7 @@
 """Every endpoint and error path through FastAPI's TestClient, with real images."""
 
 import base64
+import csv
 import io
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cxr.inference.predict import predict_paths
+from cxr.errors import CxrError
+from cxr.inference.predict import predict_paths, pseudonym
 from cxr.inference.predictor import load_predictor
 from cxr.serve.app import ServeConfig, create_app
 
@@ -91,7 +93,9 @@ def test_triage_sorts_skips_and_gives_csv(client, data, damaged_folder):
     assert body["skipped"][0]["filename"] == "notes.png"
     csv_text = client.post("/api/triage?format=csv", files=files).text
     assert csv_text.splitlines()[0].startswith("rank,path,p_NORMAL,p_PNEUMONIA,predicted")
-    assert len(csv_text.splitlines()) == 11
+    assert len(csv_text.splitlines()) == 12  # the skipped file is a row, with its reason
+    assert csv_text.splitlines()[-1].startswith(",notes.png,") and "not an image" in csv_text
+    assert body["csv"].replace("\r\n", "\n") == csv_text.replace("\r\n", "\n")
 
 
 def test_bearer_token_when_configured(model_file, monkeypatch, data):
@@ -122,6 +126,7 @@ def test_triage_answers_the_worklist_cxr_predict_writes(client, model_file, data
     (images / "notes.png").write_text("not an image")
     files = [("files", (p.name, p.read_bytes())) for p in sorted(images.iterdir())]
     api = client.post("/api/triage", files=files).json()
+    assert api.pop("csv").startswith("rank,")  # the page's download; the command writes no CSV here
     result = subprocess.run(
         [sys.executable, "-m", "cxr", "predict", str(model_file), str(images), "--out", str(out),
          "--workers", "0"],
@@ -138,3 +143,48 @@ def test_triage_answers_the_worklist_cxr_predict_writes(client, model_file, data
         for row in answer["skipped"]:
             row["reason"] = "not an image" in row["reason"]
     assert api == cli and len(api["worklist"]) == 4
+
+
+INJECTIONS = ["=HYPERLINK(x;y).jpeg", "+cmd|' C calc'!A0.jpeg", "@SUM(1+1).jpeg", "-2+3.jpeg"]
+
+
+def test_formula_names_are_neutralised_in_the_service_and_page_csv(client, data):
+    source = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0].read_bytes()
+    files = [("files", (name, source)) for name in INJECTIONS]
+    files.append(("files", ("=bad.png", b"not a png")))
+    body = client.post("/api/triage", files=files).json()
+    served = client.post("/api/triage?format=csv", files=files).text
+    for text in (served, body["csv"]):  # the page downloads body["csv"]
+        cells = {row["path"]: row for row in csv.DictReader(io.StringIO(text))}
+        assert set(cells) == {"'" + n for n in INJECTIONS} | {"'=bad.png"}
+        assert cells["'=bad.png"]["error"].startswith("not an image")
+
+
+def test_oversized_files_in_a_batch_are_rows_not_a_failed_request(client, data):
+    good = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    files = [("files", (good.name, good.read_bytes())), ("files", ("big.dcm", b"\0" * 4 * 2**20))]
+    body = client.post("/api/triage", files=files).json()
+    assert [r["filename"] for r in body["worklist"]] == [good.name]
+    assert body["skipped"] == [{"filename": "big.dcm", "reason": "larger than 3 MB"}]
+
+
+def test_pseudonymized_names_in_every_answer(model_file, data):
+    private = TestClient(create_app(ServeConfig(model_file, pseudonymize_names=True)))
+    good = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    files = [("files", ("Doe_John.jpeg", good.read_bytes())), ("files", ("Roe_Jane.png", b"x"))]
+    texts = [
+        private.post("/api/triage", files=files).text,
+        private.post("/api/triage?format=csv", files=files).text,
+        private.post("/api/predict", files={"file": ("Doe_John.jpeg", good.read_bytes())}).text,
+        private.post("/api/predict", files={"file": ("Roe_Jane.png", b"x")}).text,
+    ]
+    assert not any("Doe" in t or "Roe" in t for t in texts)
+    assert pseudonym("Doe_John.jpeg") in texts[0] and pseudonym("Roe_Jane.png") in texts[3]
+
+
+def test_an_empty_token_refuses_to_start_unless_no_auth(model_file, monkeypatch):
+    monkeypatch.setenv("CXR_API_TOKEN", " ")
+    with pytest.raises(CxrError, match="set but empty"):
+        create_app(ServeConfig(model_file))
+    open_app = TestClient(create_app(ServeConfig(model_file, no_auth=True)))
+    assert open_app.get("/api/model").status_code == 200

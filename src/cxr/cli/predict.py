@@ -45,6 +45,13 @@ def predict_command(
     batch: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     workers: Workers = 2,
     show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
+    pseudonymize_names: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize-names",
+            help="Write a stable hash (file-<16 hex>) instead of each file name, everywhere.",
+        ),
+    ] = False,
 ) -> None:
     """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
     and flags for images that are probably not frontal chest X-rays. Exit code 1 when some files
@@ -66,11 +73,13 @@ def predict_command(
 
     predictor = load_predictor(model)
     with progress() as stages:
-        worklist = predict_paths(predictor, images, batch, workers, stages)
+        worklist = predict_paths(predictor, images, batch, workers, stages, pseudonymize_names)
         if cam is not None:
             from cxr.inference.cam import save_overlays
+            from cxr.inference.predict import expand, pseudonym
 
-            save_overlays(predictor.model, worklist, cam, stages)
+            sources = {pseudonym(str(p)): p for p in expand(images)} if pseudonymize_names else {}
+            save_overlays(predictor.model, worklist, cam, stages, sources)
     if out is not None:
         worklist.write(out, fmt)
         say(f"worklist: {out}")
@@ -139,19 +148,45 @@ def serve_command(
         str | None,
         typer.Option(help="The worklist database `cxr listen` fills; adds the /worklist page."),
     ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve the API without a token, explicitly.")
+    ] = False,
+    pseudonymize_names: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize-names", help="Answer with a stable hash instead of file names."
+        ),
+    ] = False,
 ) -> None:
     """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
-    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API. With --db, the
+    Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API; without it the
+    server only listens on this machine (127.0.0.1) unless you pass --no-auth. With --db, the
     reviewed worklist at /worklist (reviewer tokens: `cxr reviews add-reviewer`).
 
     Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
     """
     import uvicorn
 
-    from cxr.serve.app import ServeConfig, create_app
+    from cxr.serve.app import TOKEN_ENV, ServeConfig, api_token, create_app
 
-    app_ = create_app(ServeConfig(model, max_upload_mb * 2**20, concurrency, db=db))
-    say(f"serving {model} on http://{host}:{port}  (API docs: /docs)")
+    cfg = ServeConfig(
+        model,
+        max_upload_mb * 2**20,
+        concurrency,
+        db=db,
+        no_auth=no_auth,
+        pseudonymize_names=pseudonymize_names,
+    )
+    token = api_token(no_auth)
+    if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
+        raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
+    app_ = create_app(cfg)
+    auth = f"on ({TOKEN_ENV})" if token else "OFF (anyone who reaches the port can use the API)"
+    say(
+        f"serving {model} on http://{host}:{port}  (API docs: /docs)\n"
+        f"auth: {auth}; limits: {cfg.limits()}"
+        + ("; file names pseudonymized" if pseudonymize_names else "")
+    )
     if db is not None:
         say(f"worklist: http://{host}:{port}/worklist")
     uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -9,18 +9,27 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
 
-from cxr.data.image import RASTER_SUFFIXES, ImageInfo, stretch_to_uint8
+from cxr.data.image import RASTER_SUFFIXES, ImageInfo, lookup, row_blocks, stretch_to_uint8
+from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
 OPTIONAL_DECODERS = "pylibjpeg and pylibjpeg-libjpeg (pip install 'cxr[dicom]') or python-gdcm"
 _NO_DECODER = re.compile(r"missing dependencies|does not support|no pixel data decoders", re.I)
+MAX_DECODED_BYTES = 128 * 2**20  # pixel data as decoded (8000 x 8000 x 16 bits fits), any frames
+INFLATE_CHUNK = 2**20
+JPEG_8BIT = {JPEGBaseline8Bit, JPEGExtended12Bit}
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def has_magic(head: bytes) -> bool:
@@ -28,9 +37,25 @@ def has_magic(head: bytes) -> bool:
 
 
 def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
-    """Return (uint8 pixels, ImageInfo) for a single-frame DICOM image."""
+    """Return (uint8 pixels, ImageInfo) for a single-frame DICOM image.
+
+    The header's declared size is checked before any pixel is decoded, and the display mapping
+    (modality LUT, VOI, MONOCHROME1) is computed on a table of the stored levels, then applied:
+    a 16-bit image costs its own size and the output's, never a float64 copy.
+    """
     ds = _parse(data, label)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _number(ds, "NumberOfFrames", 1, label)
+    rows, cols = _number(ds, "Rows", 0, label), _number(ds, "Columns", 0, label)
+    samples = _number(ds, "SamplesPerPixel", 1, label)
+    sample_bytes = -(-_number(ds, "BitsAllocated", 8, label) // 8)
+    declared = rows * cols * max(frames, 1) * max(samples, 1) * sample_bytes
+    if declared > MAX_DECODED_BYTES:
+        raise ImageReadError(
+            label,
+            ImageProblem.TOO_LARGE,
+            f"{cols}x{rows} px x {frames} frame(s) x {samples * sample_bytes} bytes declared "
+            f"= {declared / 2**20:,.0f} MiB; at most {MAX_DECODED_BYTES // 2**20} MiB decoded",
+        )
     if frames > 1:
         raise ImageReadError(
             label,
@@ -38,25 +63,24 @@ def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageI
             f"multi-frame DICOM ({frames} frames); cxr reads "
             "single-frame radiographs: export the frame you want as its own file",
         )
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > max_pixels:
         raise ImageReadError(
             label, ImageProblem.TOO_LARGE, f"{cols}x{rows} px exceeds {max_pixels:,} pixels"
         )
+    _check_decimals(ds, label)
     raw = _pixel_array(ds, label)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples != 1:
-        grey = raw[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        pixels = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-    else:
-        pixels = _grey_to_uint8(raw, ds)
+    if raw.ndim != (2 if samples == 1 else 3):  # more pixel bytes than the header declares
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"pixel data of shape {raw.shape} for a single frame"
+        )
+    pixels = _luma(raw) if samples != 1 else _grey_to_uint8(raw, ds)
     syntax = _syntax(ds)
     info = ImageInfo(
         source_format="dicom",
         width=pixels.shape[1],
         height=pixels.shape[0],
         mode=str(ds.get("PhotometricInterpretation", "")),
-        bits=int(ds.get("BitsStored", 8) or 8),
+        bits=_number(ds, "BitsStored", 8, label),
         is_colour=samples != 1,
         modality=_text(ds, "Modality"),
         body_part=_text(ds, "BodyPartExamined"),
@@ -80,6 +104,8 @@ def read_group_key(path: Path) -> str | None:
 
 
 def _parse(data: bytes, label: str) -> pydicom.Dataset:
+    if has_magic(data):
+        _check_inflated_size(data, label)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not has_magic(data))
     except InvalidDicomError as exc:
@@ -93,13 +119,81 @@ def _parse(data: bytes, label: str) -> pydicom.Dataset:
     return ds
 
 
+def _check_inflated_size(data: bytes, label: str) -> None:
+    """A Deflated DICOM (a zip bomb in disguise: 1 MB can inflate to 1 GiB) is inflated here in
+    bounded chunks, output discarded, and refused once it passes the limit; pydicom, which
+    inflates the whole file at once, only ever sees one known to fit."""
+    stream = io.BytesIO(data)
+    try:
+        read_preamble(stream, False)
+        syntax = _read_file_meta_info(stream).get("TransferSyntaxUID")
+    except Exception as exc:
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"DICOM file meta unreadable: {exc}"
+        ) from exc
+    if syntax != DeflatedExplicitVRLittleEndian:
+        return
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    view = memoryview(data)[stream.tell() :]
+    for start in range(0, len(view), INFLATE_CHUNK):
+        pending = bytes(view[start : start + INFLATE_CHUNK])
+        while pending and not inflater.eof:  # a pad byte may follow the end of the stream
+            try:
+                total += len(inflater.decompress(pending, INFLATE_CHUNK))
+            except zlib.error as exc:
+                raise ImageReadError(label, ImageProblem.CORRUPT, f"deflate: {exc}") from exc
+            if total > MAX_DECODED_BYTES:
+                raise ImageReadError(
+                    label,
+                    ImageProblem.TOO_LARGE,
+                    f"Deflated DICOM inflates past {MAX_DECODED_BYTES // 2**20} MiB",
+                )
+            pending = inflater.unconsumed_tail
+
+
+def _check_decimals(ds: pydicom.Dataset, label: str) -> None:
+    """The decimal fields the display mapping uses must hold numbers (a window width above 0)."""
+    for keyword in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        value = ds.get(keyword)
+        values = value if isinstance(value, list | pydicom.multival.MultiValue) else [value]
+        try:
+            numbers = [float(v) for v in values if v not in (None, "")]
+        except (TypeError, ValueError) as exc:
+            raise ImageReadError(
+                label, ImageProblem.CORRUPT, f"DICOM {keyword} {str(value)[:40]!r} is not a number"
+            ) from exc
+        if keyword == "WindowWidth" and any(not w >= 1 for w in numbers):
+            raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM WindowWidth {value} < 1")
+
+
+def _number(ds: pydicom.Dataset, keyword: str, default: int, label: str) -> int:
+    """An integer header field, or a clear refusal when a damaged header holds something else."""
+    value = ds.get(keyword, default)
+    try:
+        number = int(value if value not in (None, "") else default)
+    except (TypeError, ValueError) as exc:
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"DICOM {keyword} {str(value)[:40]!r} is not a number"
+        ) from exc
+    if number < 0:
+        raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM {keyword} {number} < 0")
+    return number
+
+
 def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
     syntax = _syntax(ds)
+    if syntax in JPEG_8BIT:  # decoded by Pillow, which hides a damaged stream
+        for frame in generate_frames(ds.PixelData, number_of_frames=1):
+            check_jpeg_stream(frame, label)
     try:
         return ds.pixel_array
     except (NotImplementedError, RuntimeError) as exc:
         # pydicom says "missing dependencies" when no plugin is installed and "does not support"
         # when the installed ones (Pillow) cannot do this bit depth: both mean "install a decoder".
+        if syntax is not None and not syntax.is_transfer_syntax:
+            raise ImageReadError(
+                label, ImageProblem.UNSUPPORTED, f"unknown transfer syntax {str(syntax)[:64]}"
+            ) from exc
         if syntax is not None and syntax.is_compressed and _NO_DECODER.search(str(exc)):
             raise ImageReadError(
                 label,
@@ -112,26 +206,43 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
 
 
 def _grey_to_uint8(raw: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """Modality LUT, then VOI (LUT or window) mapped over 0-255; MONOCHROME1 inverted last."""
-    values = apply_modality_lut(raw, ds)
+    """Modality LUT, then VOI (LUT or window) mapped over 0-255; MONOCHROME1 inverted last.
+
+    For integer data up to 16 bits the chain runs once per stored level, between the image's
+    darkest and brightest, and the resulting table is then looked up block by block.
+    """
+    narrow = raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2
+    first = int(raw.min()) if narrow else 0
+    levels = np.arange(first, int(raw.max()) + 1, dtype=raw.dtype) if narrow else raw
+    values = apply_modality_lut(levels, ds)
     if ds.get("VOILUTSequence"):
-        pixels = stretch_to_uint8(apply_voi_lut(values, ds))
+        table = stretch_to_uint8(apply_voi_lut(values, ds))
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         lo, hi = _modality_range(ds)
-        pixels = stretch_to_uint8(apply_voi_lut(values, ds, prefer_lut=False), lo, hi)
-    elif raw.dtype == np.uint8 and values is raw:
-        pixels = raw  # plain 8-bit data is already display values: keep it bit-exact
+        table = stretch_to_uint8(apply_voi_lut(values, ds, prefer_lut=False), lo, hi)
+    elif raw.dtype == np.uint8 and values is levels:
+        table = levels  # plain 8-bit data is already display values: keep it bit-exact
     else:
-        pixels = stretch_to_uint8(values)
+        table = stretch_to_uint8(values)
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
-        pixels = 255 - pixels
-    return np.ascontiguousarray(pixels, dtype=np.uint8)
+        table = 255 - table
+    table = np.asarray(table, dtype=np.uint8)
+    return lookup(table, raw, first) if narrow else np.ascontiguousarray(table)
+
+
+def _luma(raw: np.ndarray) -> np.ndarray:
+    """Colour to grey (ITU-R BT.601 weights), a block of rows at a time."""
+    out = np.empty(raw.shape[:2], dtype=np.uint8)
+    for rows in row_blocks(raw.shape):
+        grey = raw[rows][..., :3].astype(np.float64) @ LUMA
+        out[rows] = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return out
 
 
 def _modality_range(ds: pydicom.Dataset) -> tuple[float, float]:
     """The range pydicom's windowing maps onto (DICOM PS3.3 C.11.2.1.2), so it can go to 0-255."""
     bits = int(ds.BitsStored)
-    if int(ds.get("PixelRepresentation", 0)) == 0:
+    if int(ds.get("PixelRepresentation", 0) or 0) == 0:
         lo, hi = 0.0, 2.0**bits - 1
     else:
         lo, hi = -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1

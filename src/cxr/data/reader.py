@@ -20,6 +20,7 @@ from cxr.data.image import (
     XrayImage,
     stretch_to_uint8,
 )
+from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
 __all__ = ["ImageInfo", "XrayImage", "looks_like_image", "read_image", "stretch_to_uint8"]
@@ -44,8 +45,26 @@ def looks_like_image(path: Path) -> bool:
 
 
 def read_image(source: str | Path | bytes, name: str | None = None) -> XrayImage:
-    """Read one file (or its bytes, e.g. an upload; `name` is then used in errors) as grey uint8."""
+    """Read one file (or its bytes, e.g. an upload; `name` is then used in errors) as grey uint8.
+
+    This is the reader's one boundary: whatever a decoder raises on a hostile or damaged file
+    (pydicom's ValueError on a bad header field, numpy's type errors, Pillow's SyntaxError...)
+    comes out as an `ImageReadError`, so no caller needs to know the decoders' exception zoo.
+    """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    try:
+        return _read(source, label)
+    except ImageReadError:
+        raise
+    except MemoryError as exc:
+        raise ImageReadError(label, ImageProblem.TOO_LARGE, "too large to decode") from exc
+    except Exception as exc:
+        raise ImageReadError(
+            label, ImageProblem.CORRUPT, f"{type(exc).__name__}: {exc}"[:300]
+        ) from exc
+
+
+def _read(source: str | Path | bytes, label: str) -> XrayImage:
     data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
     if not data:
         raise ImageReadError(label, ImageProblem.EMPTY, "the file has zero bytes")
@@ -68,6 +87,8 @@ def _read_bytes(path: Path, label: str) -> bytes:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "it is a folder") from exc
     except FileNotFoundError as exc:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "no such file") from exc
+    except OSError as exc:  # permission denied, a symlink loop, an I/O error
+        raise ImageReadError(label, ImageProblem.UNREADABLE, exc.strerror or str(exc)) from exc
 
 
 def _check_size(label: str, width: int, height: int) -> None:
@@ -92,14 +113,17 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
     if fmt is None:
         raise ImageReadError(label, ImageProblem.UNSUPPORTED, f"{image.format} files are not read")
     _check_size(label, *image.size)  # before decoding: the decompression-bomb guard
+    if fmt == "jpeg":
+        check_jpeg_stream(data, label)
     mode = image.mode
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # a copy would double the peak memory
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(label, ImageProblem.CORRUPT, str(exc)) from exc
+    width, height = image.size
     pixels, bits, colour = _to_grey_uint8(image)
-    info = ImageInfo(fmt, image.width, image.height, mode, bits, colour)
+    info = ImageInfo(fmt, width, height, mode, bits, colour)
     return pixels, info
 
 
@@ -108,6 +132,7 @@ def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
     if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
         raw = np.asarray(image)
         bits = 16 if image.mode.startswith("I;16") else 32
+        image.close()  # frees Pillow's copy of the pixels before the mapping allocates its own
         return stretch_to_uint8(raw), bits, False
     if image.mode == "L":
         return np.asarray(image, dtype=np.uint8), 8, False

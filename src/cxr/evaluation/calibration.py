@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cxr.errors import CxrError
 from cxr.evaluation.predictions import read_predictions_csv
 from cxr.metrics.calibration import Calibration, calibration_error, choose_calibration
 from cxr.models.card import ModelCard
-from cxr.models.io import read_card, read_model_file
+from cxr.models.io import read_card, read_model_file, write_model_file
 
 
 @dataclass(frozen=True)
@@ -69,5 +68,5 @@ def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "aut
     after = calibration_error(targets, fitted.probabilities(log_p), card.positive)
     combined = _compose(card.calibration, fitted)
     new_card = dataclasses.replace(_moved_threshold(card, fitted), calibration=combined)
-    torch.save({**payload, "card": new_card.to_dict()}, out)
+    write_model_file(out, {**payload, "card": new_card.to_dict()})
     return Calibrated(out, combined, before, after)

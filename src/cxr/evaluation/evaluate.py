@@ -3,7 +3,6 @@ threshold its card carries; predictions, metrics with intervals and figures in a
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from cxr.inference.predictor import load_predictor
 from cxr.models.card import ModelCard
 from cxr.outputs import default_output_dir, must_be_new
 from cxr.progress import Stages, silent
+from cxr.spreadsheet import write_rows
 
 INTERNAL_TEST = "internal-test"  # the model's own held-out patients, rebuilt from its card
 
@@ -182,7 +182,7 @@ def evaluate(
     failures = [(str(f.path), f.reason) for f in images.failures]
     if failures:
         with (out / "failures.csv").open("w", newline="") as fh:
-            csv.writer(fh).writerows([("path", "reason"), *failures])
+            write_rows(fh, [("path", "reason"), *failures])
     info = {
         "name": predictions.name,
         "model": str(predictions.model_file),

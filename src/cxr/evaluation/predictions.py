@@ -17,6 +17,7 @@ from cxr.metrics.stats import bootstrap_intervals
 from cxr.models.card import ModelCard, normal_index
 from cxr.models.io import read_card
 from cxr.progress import Stages, silent
+from cxr.spreadsheet import write_rows
 
 RUN_PREDICTIONS = "tuning_predictions.csv"
 EVAL_PREDICTIONS = "predictions.csv"
@@ -69,19 +70,15 @@ class Predictions:
 
     def write_csv(self, path: Path) -> None:
         predicted = self.decisions()
+        header = ["path", "digest", "patient", "label", *[f"p_{c}" for c in self.classes]]
+        rows = (
+            [self.paths[i], self.digest[i], self.patients[i], self.labels[i]]
+            + [f"{v:.6f}" for v in row]
+            + [self.classes[predicted[i]]]
+            for i, row in enumerate(self.probs)
+        )
         with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                ["path", "digest", "patient", "label"]
-                + [f"p_{c}" for c in self.classes]
-                + ["predicted"]
-            )
-            for i, row in enumerate(self.probs):
-                writer.writerow(
-                    [self.paths[i], self.digest[i], self.patients[i], self.labels[i]]
-                    + [f"{v:.6f}" for v in row]
-                    + [self.classes[predicted[i]]]
-                )
+            write_rows(fh, [[*header, "predicted"], *rows])
 
 
 def read_predictions_csv(path: Path, card: ModelCard) -> dict[str, list]:

@@ -4,18 +4,16 @@ and softmax inside the graph), dynamic batch, the model card in its metadata."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import tempfile
 from pathlib import Path
 
-import onnx
 import torch
 
 from cxr.data.preprocess import Preprocessing
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
-from cxr.inference.predictor import ONNX_META_KEY
+from cxr.inference.predictor import write_onnx_meta
 from cxr.inference.probabilities import Calibrated
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model, read_card
@@ -48,13 +46,8 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
 
 
 def _write_card(path: Path, card: ModelCard) -> Path:
-    """The model card, as the ONNX file's `cxr` metadata entry (replacing any)."""
-    graph = onnx.load(str(path))
-    del graph.metadata_props[:]
-    entry = graph.metadata_props.add()
-    entry.key, entry.value = ONNX_META_KEY, json.dumps(card.to_dict())
-    onnx.save(graph, str(path))
-    return path
+    """The model card and its checksum, as the ONNX file's `cxr` metadata entry."""
+    return write_onnx_meta(path, card.to_dict())
 
 
 class _Calibration:

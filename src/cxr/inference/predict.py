@@ -3,8 +3,7 @@ listed with its reason and skipped; it never stops the batch."""
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,38 +16,49 @@ from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
 from cxr.inference.plausibility import flags
 from cxr.inference.predictor import Predictor
+from cxr.outputs import write_new_file
 from cxr.progress import Stages, silent
+from cxr.spreadsheet import csv_text
 
 
 def expand(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given, folders searched recursively for image suffixes, in a stable order."""
+    """Files as given, folders searched recursively for image suffixes, in a stable order.
+
+    Anything with an image suffix that is not a folder is kept, broken links and link loops too,
+    so the reader reports it as a skipped file rather than it vanishing from the batch.
+    """
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
             out += sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
             )
-        elif item.is_file():
+        elif item.is_file() or item.is_symlink():
             out.append(item)
         else:
             raise CxrError(f"{item}: no such file or folder")
     return out
 
 
+def pseudonym(name: str) -> str:
+    """A stable stand-in for a file name (which often holds a patient's name): `file-<hash>`."""
+    return "file-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:16]
+
+
 class _Inputs(Dataset):
     """Read and preprocess in DataLoader workers; a failure comes back as its reason."""
 
-    def __init__(self, paths: list[Path], predictor: Predictor) -> None:
-        self.paths, self.prep = paths, predictor.card.preprocessing
+    def __init__(self, paths: list[Path], names: list[str], predictor: Predictor) -> None:
+        self.paths, self.names, self.prep = paths, names, predictor.card.preprocessing
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            image = read_image(self.paths[i])
+            image = read_image(self.paths[i], self.names[i])
         except ImageReadError as exc:
-            return i, None, str(exc)
+            return i, None, f"{exc.problem.value}: {exc.detail}"
         return i, self.prep.to_array(image.pixels), flags(image)
 
 
@@ -86,7 +96,7 @@ class Worklist:
     urgency_of: str = ""
 
     def write(self, out: Path, fmt: str) -> None:
-        out.write_text(self.json_text() if fmt == "json" else self.csv_text())
+        write_new_file(out, self.json_text() if fmt == "json" else self.csv_text())
 
     def to_json(self) -> dict:
         """The worklist as `cxr predict --format json` writes it and `/api/triage` answers."""
@@ -99,16 +109,16 @@ class Worklist:
     def json_text(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
+    def columns(self) -> list[str]:
+        probs = [f"p_{c}" for c in self.classes]
+        return ["rank", "path", *probs, "predicted", "urgency", "flags", "error"]
+
     def csv_text(self) -> str:
-        records = self.to_dicts()
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, list(records[0]) if records else ["rank"])
-        writer.writeheader()
-        writer.writerows(records)
-        return buffer.getvalue()
+        return csv_text(self.columns(), self.to_dicts())
 
     def to_dicts(self) -> list[dict]:
-        return [
+        """Scored images, most urgent first, then each skipped file with the reason."""
+        scored = [
             {
                 "rank": r.rank,
                 "path": r.path,
@@ -118,9 +128,11 @@ class Worklist:
                 "predicted": r.predicted,
                 "urgency": round(r.urgency, 6),
                 "flags": "; ".join(r.flags),
+                "error": "",
             }
             for r in self.rows
         ]
+        return scored + [{"path": path, "error": reason} for path, reason in self.failures]
 
 
 def score(
@@ -151,18 +163,25 @@ def predict_paths(
     batch_size: int = 32,
     workers: int = 0,
     progress: Stages = silent,
+    pseudonymize: bool = False,
 ) -> Worklist:
+    """Score every image under `inputs`; with `pseudonymize`, each path is replaced by
+    `pseudonym(path)` in the rows and in the reasons of skipped files."""
     paths = expand(inputs)
     step = progress("predicting", len(paths))
+    shown = [pseudonym(str(p)) if pseudonymize else str(p) for p in paths]
     loader = DataLoader(
-        _Inputs(paths, predictor), batch_size=batch_size, num_workers=workers, collate_fn=_collate
+        _Inputs(paths, shown, predictor),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
     )
     rows, failures = [], []
     for items in loader:
         good = [(i, x, f) for i, x, f in items if x is not None]
-        failures += [(str(paths[i]), reason) for i, x, reason in items if x is None]
+        failures += [(shown[i], reason) for i, x, reason in items if x is None]
         if good:
-            names = [str(paths[i]) for i, _, _ in good]
+            names = [shown[i] for i, _, _ in good]
             rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
         step(len(items))
     return ranked(predictor, rows, failures)

@@ -4,6 +4,7 @@ probabilities, and both carry the model card, so no caller cares which file it w
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -41,24 +42,69 @@ class OnnxPredictor(Predictor):
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
+        meta = read_onnx_meta(path)
+        try:
+            self.card = ModelCard.from_dict({k: v for k, v in meta.items() if k != "sha256"})
+        except Exception as exc:
+            raise CxrError(f"{path}: its cxr metadata is not a model card ({exc})"[:300]) from exc
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise CxrError(f"{path}: not a readable ONNX model ({exc})") from exc
-        custom = self.session.get_modelmeta().custom_metadata_map
-        if ONNX_META_KEY not in custom:
-            raise CxrError(
-                f"{path}: an ONNX model not exported by cxr (no '{ONNX_META_KEY}' metadata)"
-            )
-        try:
-            self.card = ModelCard.from_dict(json.loads(custom[ONNX_META_KEY]))
-        except (ValueError, CxrError) as exc:
-            raise CxrError(f"{path}: its cxr metadata is not a model card ({exc})") from exc
+            raise CxrError(f"{path}: not a usable ONNX model ({type(exc).__name__})") from exc
         self.source = path
         self.input = self.session.get_inputs()[0].name
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: batch.astype(np.float32)})[0]
+
+
+def onnx_digest(graph, meta: dict) -> str:
+    """SHA-256 of an ONNX model without its metadata, and of cxr's metadata as sorted JSON."""
+    bare = type(graph)()
+    bare.CopyFrom(graph)
+    del bare.metadata_props[:]
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    payload = bare.SerializeToString() + json.dumps(body, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def write_onnx_meta(path: Path, meta: dict) -> Path:
+    """The model card and its checksum, as the ONNX file's `cxr` metadata entry (replacing any)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = ONNX_META_KEY, json.dumps({**meta, "sha256": onnx_digest(graph, meta)})
+    onnx.save(graph, str(path))
+    return path
+
+
+def read_onnx_meta(path: Path) -> dict:
+    """cxr's metadata of an exported model, after checking the file against its checksum."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path))
+        custom = {p.key: p.value for p in graph.metadata_props}
+    except Exception as exc:  # protobuf decode errors and the like
+        raise CxrError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
+    if ONNX_META_KEY not in custom:
+        raise CxrError(f"{path}: an ONNX model not exported by cxr (no '{ONNX_META_KEY}' metadata)")
+    try:
+        meta = json.loads(custom[ONNX_META_KEY])
+    except ValueError as exc:
+        raise CxrError(f"{path}: damaged cxr metadata in the ONNX model (not JSON)") from exc
+    classes = meta.get("classes") if isinstance(meta, dict) else None
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise CxrError(f"{path}: damaged cxr metadata in the ONNX model: needs 2+ classes")
+    if not isinstance(meta.get("preprocessing"), dict) or "sha256" not in meta:
+        raise CxrError(f"{path}: damaged cxr metadata in the ONNX model: fields missing")
+    if meta["sha256"] != onnx_digest(graph, meta):
+        raise CxrError(
+            f"{path}: damaged ONNX model: the graph or metadata do not match their checksum"
+        )
+    return meta
 
 
 def load_predictor(path: Path) -> Predictor:

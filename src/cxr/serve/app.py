@@ -1,6 +1,7 @@
 """FastAPI app over one loaded model. Inference runs in worker threads, a few at a time, so the
-event loop stays free; uploads stay in memory and are never written to disk or logs; bad input
-always gets a 4xx with the reader's reason, never a 500."""
+event loop stays free; uploads stay in memory, read in bounded pieces after the token check, and
+are never written to disk or logs; bad input always gets a 4xx with the reader's reason, never a
+500; a batch keeps only each image's model-size array once it has been read."""
 
 from __future__ import annotations
 
@@ -8,27 +9,30 @@ import base64
 import copy
 import io
 import os
-import secrets
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image as PILImage
 
 from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
-from cxr.errors import ImageProblem, ImageReadError
+from cxr.errors import CxrError, ImageProblem, ImageReadError
 from cxr.inference.plausibility import flags
-from cxr.inference.predict import Row, ranked, score
+from cxr.inference.predict import Row, pseudonym, ranked, score
 from cxr.inference.predictor import TorchPredictor, load_predictor
+from cxr.serve.uploads import UploadGuard, multipart_schema, uploads
 
 TOKEN_ENV = "CXR_API_TOKEN"
 PAGE = Path(__file__).with_name("static") / "index.html"
 UNSUPPORTED = {ImageProblem.NOT_AN_IMAGE, ImageProblem.UNSUPPORTED}
+DISPLAY_SIDE = 1024  # the page's pictures: overlay and plain image
+FORM_OVERHEAD = 2**20  # multipart headers and boundaries around the files
 
 
 @dataclass(frozen=True)
@@ -38,29 +42,51 @@ class ServeConfig:
     concurrency: int = 2  # inferences at once; the rest wait their turn
     max_batch_files: int = 100
     db: str | None = None  # the worklist database `cxr listen` fills: adds /worklist
+    max_batch_bytes: int = 512 * 1024 * 1024  # one triage request, all files together
+    no_auth: bool = False  # explicit: serve the API without a token
+    pseudonymize_names: bool = False  # a stable hash instead of each file name in every answer
+
+    def limits(self) -> str:
+        return (
+            f"uploads up to {self.max_upload_bytes // 2**20} MB, "
+            f"{self.max_batch_files} files / {self.max_batch_bytes // 2**20} MB per triage, "
+            f"{self.concurrency} inferences at once"
+        )
+
+
+def api_token(no_auth: bool) -> str | None:
+    """The API token from CXR_API_TOKEN; an empty value is a mistake, not a way to turn it off."""
+    token = os.environ.get(TOKEN_ENV)
+    if no_auth:
+        return None
+    if token is not None and not token.strip():
+        raise CxrError(f"{TOKEN_ENV} is set but empty: set a token, or pass --no-auth explicitly")
+    return token
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
     predictor = load_predictor(cfg.model)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
-    token = os.environ.get(TOKEN_ENV)
+    token = api_token(cfg.no_auth)
     app = FastAPI(
         title="cxr",
         description="Chest X-ray classification. A research tool, not a medical device.",
         version="0.1.0",
     )
+    app.add_middleware(
+        UploadGuard,
+        token=token,
+        limits={
+            "/api/predict": cfg.max_upload_bytes + FORM_OVERHEAD,
+            "/api/triage": cfg.max_batch_bytes + FORM_OVERHEAD,
+        },
+    )
 
-    def authorised(request: Request) -> None:
-        if not token:
-            return
-        given = request.headers.get("authorization", "")
-        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "this server needs its API token: Authorization: Bearer …")
+    def shown(name: str) -> str:
+        return pseudonym(name) if cfg.pseudonymize_names else name
 
-    async def read_upload(upload: UploadFile) -> XrayImage:
-        data = await upload.read(cfg.max_upload_bytes + 1)
-        name = upload.filename or "upload"
-        if len(data) > cfg.max_upload_bytes:
+    async def read_one(data: bytes | None, name: str) -> XrayImage:
+        if data is None:
             raise HTTPException(413, f"{name}: larger than {cfg.max_upload_bytes // 2**20} MB")
         try:
             return await anyio.to_thread.run_sync(read_image, data, name, limiter=limiter)
@@ -69,6 +95,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             raise HTTPException(
                 status, f"This file is not a chest X-ray image we can read: {exc}"
             ) from None
+
+    def reduce(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
+        """Read one batch file and keep only what scoring needs: the model-size array, flags."""
+        image = read_image(data, name)
+        return predictor.card.preprocessing.to_array(image.pixels), flags(image)
 
     def infer(images: list[XrayImage], names: list[str]) -> list[Row]:
         arrays = [predictor.card.preprocessing.to_array(im.pixels) for im in images]
@@ -79,11 +110,13 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     def heat_map_urls(image: XrayImage, row: Row) -> tuple[str, str]:
         """The overlay and the plain image, both as PNG data URLs (a browser cannot show DICOM)."""
-        from cxr.inference.cam import heat_map, overlay
+        from cxr.inference.cam import display_size, heat_map, overlay
 
         with cam_lock:
             cam = heat_map(cam_model, image, predictor.card.classes.index(row.predicted))
-        return _png_url(overlay(image, cam)), _png_url(PILImage.fromarray(image.pixels))
+        size = display_size(image.info.width, image.info.height, DISPLAY_SIDE)
+        plain = PILImage.fromarray(image.pixels).resize(size, PILImage.Resampling.BILINEAR)
+        return _png_url(overlay(image, cam, DISPLAY_SIDE)), _png_url(plain)
 
     if cfg.db is not None:
         from cxr.serve.worklist import worklist_router
@@ -99,26 +132,33 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok", "model_loaded": True, "model": predictor.source.name}
 
-    @app.get("/api/model", dependencies=[Depends(authorised)])
+    @app.get("/api/model")
     async def model_card() -> dict:
         card = predictor.card.to_dict()
         card.pop("tuning")  # hundreds of numbers; the page asks /api/model/tuning for them
         return {**card, "summary": predictor.card.summary()}
 
-    @app.get("/api/model/tuning", dependencies=[Depends(authorised)])
+    @app.get("/api/model/tuning")
     async def tuning_predictions() -> dict:
         """The tuning split's calibrated predictions: an operating-point explorer works on them."""
         return predictor.card.tuning
 
-    @app.post("/api/predict", dependencies=[Depends(authorised)])
+    @app.post("/api/predict", openapi_extra=multipart_schema("file", many=False))
     async def predict(
-        file: Annotated[UploadFile, File(description="A JPEG, PNG or DICOM chest X-ray.")],
+        request: Request,
         cam: Annotated[
             bool, Query(description="Add the Grad-CAM overlay as a PNG data URL.")
         ] = False,
     ) -> dict:
-        image = await read_upload(file)
-        name = file.filename or "upload"
+        """One JPEG, PNG or DICOM chest X-ray (multipart field `file`)."""
+        upload = None
+        limit = cfg.max_upload_bytes + FORM_OVERHEAD
+        async for part in uploads(request, "file", cfg.max_upload_bytes, limit):
+            upload = upload or part
+        if upload is None:
+            raise HTTPException(422, "no file: send one image in the multipart field 'file'")
+        name = shown(upload.filename)
+        image = await read_one(upload.data, name)
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
         threshold = predictor.card.threshold
         answer = row.to_json(list(predictor.card.classes))
@@ -132,24 +172,39 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             )
         return answer
 
-    @app.post("/api/triage", dependencies=[Depends(authorised)])
+    @app.post("/api/triage", openapi_extra=multipart_schema("files", many=True))
     async def triage(
-        files: Annotated[list[UploadFile], File(description="Several X-rays.")],
+        request: Request,
         output: Annotated[str, Query(alias="format", pattern="^(json|csv)$")] = "json",
     ):
-        if len(files) > cfg.max_batch_files:
-            raise HTTPException(413, f"at most {cfg.max_batch_files} files per request")
-        images, names, failures = [], [], []
-        for upload in files:
+        """Several X-rays (multipart field `files`, repeated): a worklist, most urgent first.
+        Each file is read and reduced to the model's input as soon as it has arrived."""
+        arrays, notes, names, failures = [], [], [], []
+        async for upload in uploads(
+            request, "files", cfg.max_upload_bytes, cfg.max_batch_bytes + FORM_OVERHEAD
+        ):
+            if len(names) + len(failures) >= cfg.max_batch_files:
+                raise HTTPException(413, f"at most {cfg.max_batch_files} files per request")
+            name = shown(upload.filename)
+            if upload.data is None:
+                failures.append((name, f"larger than {cfg.max_upload_bytes // 2**20} MB"))
+                continue
             try:
-                images.append(await read_upload(upload))
-                names.append(upload.filename or "upload")
-            except HTTPException as exc:
-                if exc.status_code == 401:
-                    raise
-                failures.append((upload.filename or "upload", exc.detail))
+                array, note = await anyio.to_thread.run_sync(
+                    reduce, upload.data, name, limiter=limiter
+                )
+            except ImageReadError as exc:
+                failures.append((name, f"{exc.problem.value}: {exc.detail}"))
+                continue
+            arrays.append(array)
+            notes.append(note)
+            names.append(name)
+        if not names and not failures:
+            raise HTTPException(422, "no files: send images in the multipart field 'files'")
         rows = (
-            await anyio.to_thread.run_sync(infer, images, names, limiter=limiter) if images else []
+            await anyio.to_thread.run_sync(score, predictor, names, arrays, notes, limiter=limiter)
+            if arrays
+            else []
         )
         worklist = ranked(predictor, rows, failures)
         if output == "csv":
@@ -158,13 +213,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 media_type="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="worklist.csv"'},
             )
-        return JSONResponse(worklist.to_json())
+        return JSONResponse(
+            {**worklist.to_json(), "csv": worklist.csv_text()}  # the page downloads this CSV
+        )
 
     return app
 
 
 def _png_url(picture: PILImage.Image) -> str:
-    picture.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

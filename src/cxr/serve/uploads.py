@@ -1,0 +1,153 @@
+"""Upload bodies, read by hand so that nothing reaches disk and nothing is read before it is
+allowed.
+
+Starlette's form parsing reads the whole multipart body first, spooling every file over 1 MiB to
+the temporary directory, and only then do the endpoint's checks run. Here a pure ASGI guard checks
+the token and the declared Content-Length from the headers alone, and the endpoints parse the body
+as it streams in, with python-multipart's streaming parser, into memory in bounded pieces: each
+file is handed over as soon as it is complete, so a batch is reduced image by image.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException, Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+GUARDED = "/api/"
+
+
+class UploadGuard:
+    """ASGI middleware: 401 without the token, 413 for a declared body over its path's limit,
+    both answered from the headers before any body byte is read."""
+
+    def __init__(self, app, token: str | None, limits: dict[str, int]) -> None:
+        self.app, self.limits = app, limits
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(GUARDED):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.expected and not secrets.compare_digest(
+            headers.get(b"authorization", b""), self.expected
+        ):
+            await _answer(send, 401, "this server needs its API token: Authorization: Bearer …")
+            return
+        limit = self.limits.get(scope["path"])
+        declared = headers.get(b"content-length", b"0")
+        if limit is not None and (not declared.isdigit() or int(declared) > limit):
+            await _answer(send, 413, f"request body over {limit // 2**20} MB")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _answer(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Upload:
+    """One file part: its name as the client gave it and its bytes (None when over the limit)."""
+
+    filename: str
+    data: bytes | None
+
+
+@dataclass
+class _Parts:
+    field: str
+    max_bytes: int
+    done: list[Upload] = field(default_factory=list)
+    header: bytes = b""
+    value: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    chunks: list[bytes] | None = None
+    size: int = 0
+    filename: str = ""
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.begin,
+            "on_header_field": lambda d, s, e: setattr(self, "header", self.header + d[s:e]),
+            "on_header_value": lambda d, s, e: setattr(self, "value", self.value + d[s:e]),
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.data,
+            "on_part_end": self.end,
+        }
+
+    def begin(self) -> None:
+        self.headers, self.chunks, self.size = {}, None, 0
+
+    def header_end(self) -> None:
+        self.headers[self.header.lower()] = self.value
+        self.header, self.value = b"", b""
+
+    def headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if options.get(b"name", b"").decode("utf-8", "replace") == self.field:
+            self.chunks = []
+            self.filename = options.get(b"filename", b"upload").decode("utf-8", "replace")
+
+    def data(self, data: bytes, start: int, end: int) -> None:
+        if self.chunks is None:
+            return  # another form field: ignored
+        self.size += end - start
+        if self.size <= self.max_bytes:
+            self.chunks.append(bytes(data[start:end]))
+        else:
+            self.chunks.clear()  # over the limit: nothing more is kept
+
+    def end(self) -> None:
+        if self.chunks is not None:
+            whole = b"".join(self.chunks) if self.size <= self.max_bytes else None
+            self.done.append(Upload(self.filename or "upload", whole))
+        self.chunks = None
+
+
+async def uploads(
+    request: Request, field: str, max_bytes: int, max_total: int
+) -> AsyncIterator[Upload]:
+    """The file parts named `field`, each as soon as the stream has delivered all of it; a body
+    without Content-Length is cut off at `max_total` all the same."""
+    kind, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise HTTPException(422, f"send the file(s) as multipart/form-data, field {field!r}")
+    parts, total = _Parts(field, max_bytes), 0
+    try:
+        parser = MultipartParser(boundary, parts.callbacks())
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_total:
+                raise HTTPException(413, f"request body over {max_total // 2**20} MB")
+            parser.write(chunk)
+            while parts.done:
+                yield parts.done.pop(0)
+        parser.finalize()
+    except ValueError as exc:  # python-multipart's MultipartParseError
+        raise HTTPException(422, f"malformed multipart body: {exc}") from None
+    while parts.done:
+        yield parts.done.pop(0)
+
+
+def multipart_schema(field: str, many: bool) -> dict:
+    """The OpenAPI request body FastAPI would have described for `File(...)` parameters."""
+    binary = {"type": "string", "format": "binary"}
+    prop = {"type": "array", "items": binary} if many else binary
+    schema = {"type": "object", "properties": {field: prop}, "required": [field]}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }

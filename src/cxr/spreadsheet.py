@@ -1,0 +1,37 @@
+"""Every CSV cxr writes goes through here, so no cell can run as a spreadsheet formula.
+
+File names are chosen by whoever made the files: `=HYPERLINK(...)`, `+cmd|' /C calc'!A0` or
+`@SUM(...)` would run when a worklist is opened in Excel or LibreOffice, and quoting does not stop
+them. A text cell that starts with = + - @ tab or carriage return gets a leading apostrophe
+(OWASP's advice), which spreadsheets show as text; numbers pass unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """`value`, or `'value` when it is text a spreadsheet would read as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_rows(fh: TextIO, rows: Iterable[Sequence[Any]]) -> None:
+    """Rows (the header first) as CSV, every cell neutralised."""
+    writer = csv.writer(fh)
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+
+
+def csv_text(columns: Sequence[str], records: Iterable[dict[str, Any]]) -> str:
+    """Records as CSV text under `columns` (missing keys left empty), every cell neutralised."""
+    buffer = io.StringIO()
+    write_rows(buffer, [columns, *([r.get(c, "") for c in columns] for r in records)])
+    return buffer.getvalue()
