@@ -17,6 +17,7 @@ from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.inference.predictor import ONNX_META_KEY
 from cxr.inference.probabilities import Calibrated
+from cxr.inference.static_padding import with_static_padding
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model, read_card
 from cxr.outputs import must_be_new
@@ -32,7 +33,7 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
             return _quantize(fp32, out, int8_calibration)
     model = load_model(checkpoint)
     size = model.card.preprocessing.size
-    wrapped = Calibrated(model).eval()
+    wrapped = Calibrated(with_static_padding(model, size)).eval()
     example = torch.zeros(2, 1, size, size)
     torch.onnx.export(
         wrapped,
@@ -73,6 +74,7 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from cxr.inference.agreement import rechoose_for_int8
     from cxr.inference.predictor import OnnxPredictor
 
     source = OnnxPredictor(fp32)
@@ -87,8 +89,13 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
     )
-    recipe = {**source.card.recipe, "quantized": f"int8, {len(images)} calibration images"}
-    return _write_card(out, dataclasses.replace(source.card, recipe=recipe))
+    card, note = source.card, f"int8, {len(images)} calibration images"
+    try:
+        card, agreement = rechoose_for_int8(source, OnnxPredictor(_write_card(out, card)))
+        note += "; " + agreement.summary()
+    except CxrError as exc:  # no tuning split recorded, or its images are gone
+        note += f"; threshold NOT re-chosen ({exc}): check it with cxr evaluate before use"
+    return _write_card(out, dataclasses.replace(card, recipe={**card.recipe, "quantized": note}))
 
 
 def training_images(checkpoint: Path, count: int, seed: int = 0) -> list[Path]:
