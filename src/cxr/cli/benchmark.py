@@ -136,7 +136,11 @@ def benchmark_predict(
     ],
     images: OptionalImages = None,
     backend: Annotated[
-        str, typer.Option(help="torch-eager, torch-fast, torch-bf16, onnx, onnx-int8, or all.")
+        str,
+        typer.Option(
+            help="Comma-separated: torch-eager, torch-fast, torch-bf16, onnx-as-traced, onnx, "
+            "onnx-1thread, onnx-nospin, onnx-int8; or all."
+        ),
     ] = "all",
     batches: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
     out: JsonOut = None,

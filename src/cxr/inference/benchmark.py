@@ -1,8 +1,8 @@
 """Inference speed of every backend in one process, interleaved, so the ratios hold on a shared
 machine: PyTorch eager (fp32, NCHW) as the baseline, PyTorch channels-last with inference mode in
 fp32 and bf16, onnxruntime on the graph as traced (the export before issue 17), on the export
-(static padding folded, basic optimisations saved) with its thread settings, on the INT8 export,
-and OpenVINO on the same export file. Decoding is timed apart from the model."""
+(static padding folded, basic optimisations saved) with its thread settings, and on the INT8
+export. Decoding is timed apart from the model."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ BACKENDS = (
     "onnx-1thread",
     "onnx-nospin",
     "onnx-int8",
-    "openvino",
 )
 _ONNX_SETTINGS = {"onnx": {}, "onnx-1thread": {"threads": 1}, "onnx-nospin": {"spin": False}}
 INT8_CALIBRATION_IMAGES = 100
@@ -76,11 +75,6 @@ def _calibration(model_file: Path) -> list[Path]:
 
 
 def _runner(backend: str, model_file: Path | None, onnx_file: Path):
-    if backend == "openvino":
-        import openvino
-
-        compiled = openvino.Core().compile_model(str(onnx_file), "CPU")
-        return lambda x: compiled(x)[0]
     if backend == "onnx-int8":
         return OnnxPredictor(onnx_file.with_name("int8.onnx")).predict
     if backend == "onnx-as-traced":
