@@ -11,6 +11,7 @@ import onnx
 import torch
 from tests.conftest import save_tiny_model
 
+from cxr.data.split import split_fingerprint
 from cxr.inference.export import export_onnx
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import load_predictor
@@ -59,6 +60,10 @@ def test_int8_export_rechooses_its_threshold_on_the_tuning_patients(data, tmp_pa
         data=dataclasses.asdict(settings),
         threshold=Threshold(0.5, "sensitivity>=0.9", "PNEUMONIA"),
     )
+    dataset = card.dataset_for()
+    card = dataclasses.replace(
+        card, data_fingerprint=split_fingerprint(card.protocol(dataset), dataset.root)
+    )
     checkpoint = save_model(tmp_path / "model.pt", tiny, card)
     out = tmp_path / "int8.onnx"
     result = _cxr(
@@ -80,16 +85,22 @@ def test_int8_export_rechooses_its_threshold_on_the_tuning_patients(data, tmp_pa
     assert "re-chosen" in int8.card.summary()["decision"]
 
 
-def test_int8_export_without_a_tuning_split_says_so(data, tmp_path):
-    checkpoint = save_tiny_model(tmp_path / "tiny.pt")  # its card records no training data
-    out = tmp_path / "int8.onnx"
-    result = _cxr(
-        "export", checkpoint, "--out", out, "--format", "onnx-int8",
-        "--calibration", data / "chest_xray" / "train", "--calibration-images", 4,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "threshold NOT re-chosen" in result.stdout
-    assert load_predictor(out).card.threshold.value == 0.5
+def test_int8_export_without_its_tuning_patients_says_so(data, tmp_path):
+    tiny = load_model(save_tiny_model(tmp_path / "tiny.pt"))  # its card records no training data
+    elsewhere = dataclasses.replace(  # and this one's data no longer holds the same files
+        tiny.card, data=dataclasses.asdict(DataConfig(root=str(data / "chest_xray"), limit=48))
+    )
+    for name, card in (("none", tiny.card), ("moved", elsewhere)):
+        out = tmp_path / f"{name}.onnx"
+        result = _cxr(
+            "export", save_model(tmp_path / f"{name}.pt", tiny, card), "--out", out,
+            "--format", "onnx-int8", "--calibration", data / "chest_xray" / "train",
+            "--calibration-images", 4,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "threshold NOT re-chosen" in result.stdout
+        assert load_predictor(out).card.threshold.value == 0.5
+    assert "fingerprints differ" in result.stdout
 
 
 def test_profile_charges_the_whole_step_to_operators_and_parts(tmp_path):

@@ -63,8 +63,8 @@ def benchmark_train(
 @benchmark_app.command("profile")
 def benchmark_profile(
     model: Annotated[str, typer.Argument(help="A registered model name.")],
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
-    steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.")] = 3,
+    batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
+    steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.", min=1)] = 3,
     variants: Annotated[
         str,
         typer.Option(help="precision-layout, comma-separated (fp32|bf16)-(nchw|channels_last)."),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxr.data.split import split_fingerprint
 from cxr.errors import CxrError
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import Predictor
@@ -53,7 +54,14 @@ def _tuning_probs(predictor: Predictor, paths: list, order: dict[str, int]) -> n
 def rechoose_for_int8(fp32: Predictor, int8: Predictor) -> tuple[ModelCard, Agreement]:
     """The INT8 model's card with its threshold re-chosen on the tuning part, and the agreement."""
     card = fp32.card
-    tune = card.protocol().tune
+    dataset = card.dataset_for()
+    protocol = card.protocol(dataset)
+    if split_fingerprint(protocol, dataset.root) != card.data_fingerprint:
+        raise CxrError(
+            f"{dataset.root} does not hold the files this model was trained on (data "
+            "fingerprints differ), so its tuning patients cannot be rebuilt"
+        )
+    tune = protocol.tune
     paths = [r.path for r in tune]
     order = {str(p): i for i, p in enumerate(paths)}
     targets = np.array([card.classes.index(r.label) for r in tune])
