@@ -93,8 +93,8 @@ def benchmark_profile(
         )
         table.add_column(key[3:])
         for p in profiles:
-            table.add_column(f"{p.variant} % of step")
-            table.add_column("GFLOP/s (% of mm)")
+            table.add_column(f"{p.variant}: % of step")
+            table.add_column("GFLOP/s (% mm)")
         names = list(dict.fromkeys(s.name for p in profiles for s in getattr(p, key)))
         for name in names:
             cells = []
