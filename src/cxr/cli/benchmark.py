@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cxr.cli.common import OptionalImages, out_option, progress, say
-from cxr.cli.render import print_predict_throughput, print_train_throughput
+from cxr.cli.render import print_predict_throughput, print_step_profile, print_train_throughput
 from cxr.errors import CxrError
 from cxr.settings import data_root
 
@@ -62,14 +62,14 @@ def benchmark_train(
 
 @benchmark_app.command("profile")
 def benchmark_profile(
-    model: Annotated[str, typer.Argument(help="A registered model name.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A registered model name.")],
     batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
     steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.", min=1)] = 3,
     variants: Annotated[
         str,
         typer.Option(help="precision-layout, comma-separated (fp32|bf16)-(nchw|channels_last)."),
     ] = "fp32-nchw,fp32-channels_last",
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    out: JsonOut = None,
 ) -> None:
     """Where one training step's time goes (torch.profiler): % of the step and achieved GFLOP/s
     per operator type and per part of the model, against this machine's matrix multiply.
@@ -84,44 +84,18 @@ def benchmark_profile(
         precision, _, layout = v.partition("-")
         if precision not in {"fp32", "bf16"} or layout not in {"nchw", "channels_last"}:
             raise CxrError(f"variant {v!r}: write precision-layout, e.g. fp32-channels_last")
-    peak = matmul_gflops()
-    profiles = profile_training_step(model, batch=batch, variants=chosen, steps=steps)
-    for key in ("by_operator", "by_part"):
-        table = Table(
-            title=f"{model}, batch {batch}, {profiles[0].size} px: training step {key[3:]}; "
-            f"torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
-        )
-        table.add_column(key[3:])
-        for p in profiles:
-            table.add_column(f"{p.variant}: % of step")
-            table.add_column("GFLOP/s (% mm)")
-        names = list(dict.fromkeys(s.name for p in profiles for s in getattr(p, key)))
-        for name in names:
-            cells = []
-            for p in profiles:
-                share = {s.name: s for s in getattr(p, key)}.get(name)
-                mm = peak[p.variant.split("-")[0]]
-                cells += (
-                    [
-                        f"{share.percent:.1f}",
-                        f"{share.gflops:.1f} ({100 * share.gflops / mm:.1f} %)",
-                    ]
-                    if share and share.gflop
-                    else [f"{share.percent:.1f}" if share else "–", "–"]
-                )
-            table.add_row(name, *cells)
-        console.print(table)
-    for p in profiles:
-        achieved = p.images_per_s * p.step_gflop / p.batch
-        mm = peak[p.variant.split("-")[0]]
-        console.print(
-            f"{p.variant}: {p.images_per_s:.1f} img/s unprofiled, {p.step_gflop / p.batch:.2f} "
-            f"GFLOP/image, {achieved:.1f} GFLOP/s = {100 * achieved / mm:.1f} % of mm"
-        )
+    with progress() as stages:
+        step = stages("torch.mm yardstick", 1)
+        peak = matmul_gflops()
+        step(1)
+        step = stages("profiling training steps", 1)
+        profiles = profile_training_step(model, batch=batch, variants=chosen, steps=steps)
+        step(1)
+    print_step_profile(model, profiles, peak)
     if out:
         payload = {"matmul_gflops": peak, "profiles": [p.to_dict() for p in profiles]}
         out.write_text(json.dumps(payload, indent=2))
-        console.print(f"wrote {out}")
+        say(f"wrote {out}")
 
 
 @benchmark_app.command("predict")
