@@ -1,4 +1,4 @@
-"""`cxr benchmark train | predict`: speed on this machine, against a matmul yardstick."""
+"""`cxr benchmark train | profile | predict`: speed on this machine, against a matmul yardstick."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cxr.cli.common import OptionalImages, out_option, progress, say
-from cxr.cli.render import print_predict_throughput, print_train_throughput
+from cxr.cli.render import print_predict_throughput, print_step_profile, print_train_throughput
 from cxr.errors import CxrError
 from cxr.settings import data_root
 
@@ -60,6 +60,44 @@ def benchmark_train(
         say(f"wrote {out}")
 
 
+@benchmark_app.command("profile")
+def benchmark_profile(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A registered model name.")],
+    batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
+    steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.", min=1)] = 3,
+    variants: Annotated[
+        str,
+        typer.Option(help="precision-layout, comma-separated (fp32|bf16)-(nchw|channels_last)."),
+    ] = "fp32-nchw,fp32-channels_last",
+    out: JsonOut = None,
+) -> None:
+    """Where one training step's time goes (torch.profiler): % of the step and achieved GFLOP/s
+    per operator type and per part of the model, against this machine's matrix multiply.
+
+    Example: cxr benchmark profile efficientnet_lite0 --out profile-lite0.json
+    """
+    from cxr.profiling import profile_training_step
+    from cxr.speed import matmul_gflops
+
+    chosen = tuple(v.strip() for v in variants.split(","))
+    for v in chosen:
+        precision, _, layout = v.partition("-")
+        if precision not in {"fp32", "bf16"} or layout not in {"nchw", "channels_last"}:
+            raise CxrError(f"variant {v!r}: write precision-layout, e.g. fp32-channels_last")
+    with progress() as stages:
+        step = stages("torch.mm yardstick", 1)
+        peak = matmul_gflops()
+        step(1)
+        step = stages("profiling training steps", 1)
+        profiles = profile_training_step(model, batch=batch, variants=chosen, steps=steps)
+        step(1)
+    print_step_profile(model, profiles, peak)
+    if out:
+        payload = {"matmul_gflops": peak, "profiles": [p.to_dict() for p in profiles]}
+        out.write_text(json.dumps(payload, indent=2))
+        say(f"wrote {out}")
+
+
 @benchmark_app.command("predict")
 def benchmark_predict(
     model: Annotated[
@@ -72,7 +110,11 @@ def benchmark_predict(
     ],
     images: OptionalImages = None,
     backend: Annotated[
-        str, typer.Option(help="torch-eager, torch-fast, torch-bf16, onnx, onnx-int8, or all.")
+        str,
+        typer.Option(
+            help="Comma-separated: torch-eager, torch-fast, torch-bf16, onnx-as-traced, onnx, "
+            "onnx-1thread, onnx-nospin, onnx-int8; or all."
+        ),
     ] = "all",
     batches: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
     out: JsonOut = None,

@@ -111,8 +111,9 @@ def export_command(
     ] = 200,
 ) -> None:
     """Export to ONNX: probabilities out, dynamic batch, classes/threshold/preprocessing inside.
-    `--to onnx-int8` quantizes statically on IMAGES (default: the model's training split); check
-    the result with `cxr evaluate` before use.
+    `--to onnx-int8` quantizes statically on IMAGES (default: the model's training split), then
+    re-chooses the threshold on the model's tuning patients and prints and stores its agreement
+    with fp32.
 
     Example: cxr export runs/quick/model.pt --out quick.onnx
     """
@@ -134,6 +135,10 @@ def export_command(
             calibration = training_images(model, max_images)
     with console.status(f"exporting {model} to {to.value}"):
         written = export_onnx(model, out, calibration)
+    if calibration is not None:
+        from cxr.inference.predictor import OnnxPredictor
+
+        say(OnnxPredictor(written).card.recipe["quantized"])
     say(f"wrote {written}")
 
 

@@ -134,6 +134,41 @@ def print_predict_throughput(model: str, rows, peak: dict) -> None:
     console.print(table)
 
 
+def print_step_profile(model: str, profiles, peak: dict) -> None:
+    """Share of the step and achieved GFLOP/s (against the run's mm) per operator type and part."""
+    for key in ("by_operator", "by_part"):
+        table = Table(
+            title=f"{model}, batch {profiles[0].batch}, {profiles[0].size} px: training step "
+            f"{key[3:]}; torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
+        )
+        table.add_column(key[3:])
+        for p in profiles:
+            table.add_column(f"{p.variant}: % of step")
+            table.add_column("GFLOP/s (% mm)")
+        for name in dict.fromkeys(s.name for p in profiles for s in getattr(p, key)):
+            cells = []
+            for p in profiles:
+                share = {s.name: s for s in getattr(p, key)}.get(name)
+                mm = peak[p.variant.split("-")[0]]
+                cells += (
+                    [
+                        f"{share.percent:.1f}",
+                        f"{share.gflops:.1f} ({100 * share.gflops / mm:.1f} %)",
+                    ]
+                    if share and share.gflop
+                    else [f"{share.percent:.1f}" if share else "–", "–"]
+                )
+            table.add_row(escape(name), *cells)
+        console.print(table)
+    for p in profiles:
+        achieved = p.images_per_s * p.step_gflop / p.batch
+        mm = peak[p.variant.split("-")[0]]
+        say(
+            f"{p.variant}: {p.images_per_s:.1f} img/s unprofiled, {p.step_gflop / p.batch:.2f} "
+            f"GFLOP/image, {achieved:.1f} GFLOP/s = {100 * achieved / mm:.1f} % of mm"
+        )
+
+
 def print_cv(folder) -> None:
     from cxr.evaluation.cv import read_cv
 

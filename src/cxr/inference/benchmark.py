@@ -1,6 +1,8 @@
 """Inference speed of every backend in one process, interleaved, so the ratios hold on a shared
 machine: PyTorch eager (fp32, NCHW) as the baseline, PyTorch channels-last with inference mode in
-fp32 and bf16, and onnxruntime on the exported file. Decoding is timed apart from the model."""
+fp32 and bf16, onnxruntime on the graph as traced (the export before issue 17), on the export
+(static padding folded, basic optimisations saved) with its thread settings, and on the INT8
+export. Decoding is timed apart from the model."""
 
 from __future__ import annotations
 
@@ -25,7 +27,17 @@ from cxr.progress import Stages, silent
 from cxr.settings import data_root
 from cxr.speed import forward_gflop
 
-BACKENDS = ("torch-eager", "torch-fast", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS = (
+    "torch-eager",
+    "torch-fast",
+    "torch-bf16",
+    "onnx-as-traced",
+    "onnx",
+    "onnx-1thread",
+    "onnx-nospin",
+    "onnx-int8",
+)
+_ONNX_SETTINGS = {"onnx": {}, "onnx-1thread": {"threads": 1}, "onnx-nospin": {"spin": False}}
 INT8_CALIBRATION_IMAGES = 100
 
 
@@ -63,9 +75,12 @@ def _calibration(model_file: Path) -> list[Path]:
 
 
 def _runner(backend: str, model_file: Path | None, onnx_file: Path):
-    if backend.startswith("onnx"):
-        path = onnx_file.with_name("int8.onnx") if backend == "onnx-int8" else onnx_file
-        return OnnxPredictor(path).predict
+    if backend == "onnx-int8":
+        return OnnxPredictor(onnx_file.with_name("int8.onnx")).predict
+    if backend == "onnx-as-traced":
+        return OnnxPredictor(onnx_file.with_name("as-traced.onnx")).predict
+    if backend in _ONNX_SETTINGS:
+        return OnnxPredictor(onnx_file, **_ONNX_SETTINGS[backend]).predict
     model = load_model(model_file)
     if backend == "torch-eager":
 
@@ -103,9 +118,14 @@ def model_throughput(
             model = load_model(model_file)
             size = model.card.preprocessing.size
             onnx_file = Path(tmp) / "model.onnx"
-            step = progress("exporting", ("onnx" in backends) + ("onnx-int8" in backends))
-            if "onnx" in backends:
+            fp32 = bool(set(_ONNX_SETTINGS) & set(backends))
+            traced = "onnx-as-traced" in backends
+            step = progress("exporting", fp32 + traced + ("onnx-int8" in backends))
+            if fp32:
                 export_onnx(model_file, onnx_file)
+                step(1)
+            if traced:
+                export_onnx(model_file, onnx_file.with_name("as-traced.onnx"), as_traced=True)
                 step(1)
             if "onnx-int8" in backends:
                 export_onnx(model_file, Path(tmp) / "int8.onnx", _calibration(model_file))

@@ -15,14 +15,25 @@ from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.inference.predictor import write_onnx_meta
 from cxr.inference.probabilities import Calibrated
+from cxr.inference.static_padding import with_static_padding
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model, read_card
 from cxr.outputs import must_be_new
 
 
-def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None = None) -> Path:
+def export_onnx(
+    checkpoint: Path,
+    out: Path,
+    int8_calibration: list[Path] | None = None,
+    as_traced: bool = False,
+) -> Path:
     """With `int8_calibration` (real training images), onnxruntime's static INT8 quantization
-    (QDQ, per-channel weights) calibrated on them; keep it only if validation AUROC holds."""
+    (QDQ, per-channel weights) calibrated on them, its threshold re-chosen on the tuning split.
+
+    The fp32 graph is written after onnxruntime's basic optimisations (constants folded, batch
+    norm folded into the convolutions, the now-static "same" padding folded into their pads):
+    plain ONNX operators only, so any runtime reads it. `as_traced` keeps the graph as PyTorch
+    traced it, run-time padding included: the benchmark's "before"."""
     must_be_new(out)
     if int8_calibration is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -30,19 +41,33 @@ def export_onnx(checkpoint: Path, out: Path, int8_calibration: list[Path] | None
             return _quantize(fp32, out, int8_calibration)
     model = load_model(checkpoint)
     size = model.card.preprocessing.size
-    wrapped = Calibrated(model).eval()
-    example = torch.zeros(2, 1, size, size)
-    torch.onnx.export(
-        wrapped,
-        (example,),
-        str(out),
-        input_names=["image"],
-        output_names=["probabilities"],
-        dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    wrapped = Calibrated(model if as_traced else with_static_padding(model, size)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        traced = out if as_traced else Path(tmp) / "traced.onnx"
+        torch.onnx.export(
+            wrapped,
+            (torch.zeros(2, 1, size, size),),
+            str(traced),
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        if not as_traced:
+            _basic_optimisations(traced, out)
     return _write_card(out, model.card)
+
+
+def _basic_optimisations(source: Path, out: Path) -> None:
+    """onnxruntime's level-1 graph rewrites, saved: hardware-independent (the higher levels add
+    blocked-layout operators for this CPU only, so they are left to each session)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
 def _write_card(path: Path, card: ModelCard) -> Path:
@@ -66,6 +91,7 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from cxr.inference.agreement import rechoose_for_int8
     from cxr.inference.predictor import OnnxPredictor
 
     source = OnnxPredictor(fp32)
@@ -80,8 +106,13 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
     )
-    recipe = {**source.card.recipe, "quantized": f"int8, {len(images)} calibration images"}
-    return _write_card(out, dataclasses.replace(source.card, recipe=recipe))
+    card, note = source.card, f"int8, {len(images)} calibration images"
+    try:
+        card, agreement = rechoose_for_int8(source, OnnxPredictor(_write_card(out, card)))
+        note += "; " + agreement.summary()
+    except CxrError as exc:  # no tuning split recorded, or its images are gone
+        note += f"; threshold NOT re-chosen ({exc}): check it with cxr evaluate before use"
+    return _write_card(out, dataclasses.replace(card, recipe={**card.recipe, "quantized": note}))
 
 
 def training_images(checkpoint: Path, count: int, seed: int = 0) -> list[Path]:
