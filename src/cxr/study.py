@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
 from cxr.evaluation.report import build_report
+from cxr.progress import Stages, silent
 from cxr.settings import resolve_data
 from cxr.training.config import load_config
 from cxr.training.fit import fit
@@ -20,7 +21,12 @@ class Study:
     report: Path
 
 
-def run_study(config: Path | None, overrides: list[str] = (), bootstrap: int = 1000) -> Study:
+def run_study(
+    config: Path | None,
+    overrides: list[str] = (),
+    bootstrap: int = 1000,
+    progress: Stages = silent,
+) -> Study:
     """Everything lands in the new run folder: model.pt, evaluation/, report.html. The report
     reuses the evaluation's scores, so its intervals are the very ones printed."""
     cfg = load_config(config, list(overrides))
@@ -32,8 +38,12 @@ def run_study(config: Path | None, overrides: list[str] = (), bootstrap: int = 1
         run / "evaluation",
         bootstrap=bootstrap,
         workers=cfg.data.workers,
+        progress=progress,
     )
     report = build_report(
-        [(evaluation.predictions, evaluation.scores)], run / "report.html", bootstrap
+        [(evaluation.predictions, evaluation.scores)],
+        run / "report.html",
+        bootstrap,
+        progress=progress,
     )
     return Study(run, evaluation, report)

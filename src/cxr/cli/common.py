@@ -165,7 +165,9 @@ class ModelFormat(StrEnum):
 
 @contextmanager
 def progress() -> Iterator[Stages]:
-    """Bars for a job's stages, one after the other; each finished bar is cleared."""
+    """Bars for a job's stages, one after the other; each finished bar is cleared. The display
+    starts with the first stage, so work before it (Lightning's own bar in `cxr study`) runs
+    without a second live display."""
     bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -178,13 +180,17 @@ def progress() -> Iterator[Stages]:
     )
 
     def stage(description: str, total: int | None) -> Step:
+        if not bars.live.is_started:
+            bars.start()
         for task in bars.tasks:
             bars.update(task.id, visible=False)
         task = bars.add_task(escape(description), total=total)
         return lambda n=1: bars.advance(task, n)
 
-    with bars:
+    try:
         yield stage
+    finally:
+        bars.stop()
 
 
 def find_dataset(root: Path | None, scheme: str, negative: str | None):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import Bootstrap, app, existing, out_option, say, warn
+from cxr.cli.common import Bootstrap, app, existing, out_option, progress, say, warn
 from cxr.cli.render import print_cv, print_scores
 
 Config = Annotated[
@@ -46,7 +46,8 @@ def study(
     """
     from cxr.study import run_study
 
-    result = run_study(config, list(ctx.args), bootstrap)
+    with progress() as stages:
+        result = run_study(config, list(ctx.args), bootstrap, stages)
     for warning in result.evaluation.warnings:
         warn(warning)
     print_scores(result.evaluation.predictions, result.evaluation.scores)
