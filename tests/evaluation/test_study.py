@@ -135,7 +135,7 @@ def test_threshold_override_is_loud(runs, data, tmp_path):
 
 def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_path):
     model = runs["small"] / "model.pt"
-    site = evaluate(model, data / "chest_xray_originals", out=tmp_path / "s", bootstrap=10)
+    site = evaluate(model, data / "chest_xray_originals", "train", tmp_path / "s", bootstrap=10)
     result = _cxr(
         "calibrate", model, "--predictions", tmp_path / "s" / "predictions.csv",
         "--method", "platt", "--out", tmp_path / "c.pt",
@@ -150,7 +150,7 @@ def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_pat
     differ = before.decisions() != after.decisions()
     value = before.threshold.value
     assert np.all(np.abs(before.probs[differ, 1] - value) < 1e-4)  # float rounding at the edge
-    assert site.predictions.split == "all"
+    assert site.predictions.split == "train"
     assert _cxr("calibrate", model, "--out", tmp_path / "c.pt").returncode == 2
 
 
