@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cxr.cli.common import console, say
+from cxr.evaluation.numbers import interval, number
 
 BINARY_KEYS = ("auroc", "average_precision", "accuracy", "sensitivity", "specificity",
                "precision", "npv", "f1", "brier", "ece")  # fmt: skip
@@ -20,10 +21,28 @@ def print_scores(p, scores: dict) -> None:
     for column in ("metric", "value", "95 % CI"):
         table.add_column(column)
     for key in BINARY_KEYS if p.binary else MULTICLASS_KEYS:
-        lo_hi = ci.get(key)
-        table.add_row(key, f"{m[key]:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else "")
+        exact = " (Wilson)" if scores.get("ci_method", {}).get(key) == "Wilson" else ""
+        table.add_row(key, number(m[key]), interval(ci.get(key)) + exact)
     for name, value in (m.get("pairwise_auroc") or {}).items():
-        table.add_row(escape(f"AUROC {name}"), f"{value:.4f}", "")
+        table.add_row(escape(f"AUROC {name}"), number(value), "")
+    console.print(table)
+    print_operating_points(scores.get("operating_points"))
+
+
+def print_operating_points(points: list[dict] | None) -> None:
+    """Thresholds chosen on the tuning split for target sensitivities, with what they give here."""
+    if not points:
+        return
+    table = Table(title="operating points chosen on the tuning split (95 % patient-bootstrap CIs)")
+    for column in ("target sensitivity", "threshold", "sensitivity here", "specificity here"):
+        table.add_column(column)
+    for o in points:
+        table.add_row(
+            number(o["target_sensitivity"], 2),
+            f"{number(o['threshold'])} ({interval(o['threshold_ci95'])})",
+            f"{number(o['sensitivity'])} ({interval(o['sensitivity_ci95'])})",
+            f"{number(o['specificity'])} ({interval(o['specificity_ci95'])})",
+        )
     console.print(table)
 
 
@@ -55,7 +74,7 @@ def print_comparison(comparison) -> None:
     for key in comparison.columns:
         table.add_column(key)
     for m, s in zip(comparison.models, comparison.scores, strict=True):
-        table.add_row(escape(m.name), *[f"{s['metrics'][k]:.4f}" for k in comparison.columns])
+        table.add_row(escape(m.name), *[number(s["metrics"][k]) for k in comparison.columns])
     console.print(table)
     for pair in comparison.pairs:
         text = f"{pair.a} vs {pair.b}: "
@@ -177,5 +196,5 @@ def print_cv(folder) -> None:
     for column in ("metric", "mean", "SD", "min", "max"):
         table.add_column(column)
     for key, v in cv["summary"].items():
-        table.add_row(key, *[f"{v[k]:.4f}" for k in ("mean", "sd", "min", "max")])
+        table.add_row(key, *[number(v[k]) for k in ("mean", "sd", "min", "max")])
     console.print(table)

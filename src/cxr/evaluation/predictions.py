@@ -13,7 +13,8 @@ import numpy as np
 
 from cxr.errors import CxrError
 from cxr.metrics.classification import binary_metrics, multiclass_metrics, one_vs_rest_auroc
-from cxr.metrics.stats import bootstrap_intervals
+from cxr.metrics.stats import bootstrap_intervals, wilson_interval
+from cxr.metrics.thresholds import operating_points
 from cxr.models.card import ModelCard, normal_index
 from cxr.models.io import read_card
 from cxr.progress import Stages, silent
@@ -164,8 +165,9 @@ def _threshold(p: Predictions) -> float:
 
 
 def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages = silent) -> dict:
-    """Point metrics, their patient-level bootstrap intervals, and for a multi-class model the
-    confusion matrix, class pairs and the normal-vs-abnormal view."""
+    """Point metrics, their patient-level bootstrap intervals (exact ones where the bootstrap
+    degenerates), operating points at target sensitivities for a binary model, and for a
+    multi-class model the confusion matrix, class pairs and the normal-vs-abnormal view."""
     everything = np.arange(len(p.labels))
     if p.binary:
         point = binary_metrics(*p.binary_view(), _threshold(p))
@@ -184,12 +186,65 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
     ci = bootstrap_intervals(
         lambda rows: _point(p, rows), len(everything), groups, bootstrap, seed, step=step
     )
-    return {
+    unit = "patient" if groups else "image"
+    methods = {key: f"{unit} bootstrap" for key in ci}
+    for key, (k, n) in _proportions(p, point).items():
+        if _degenerate(ci.get(key), k, n):
+            ci[key], methods[key] = wilson_interval(k, n), "Wilson"
+    out = {
         "metrics": point,
         "ci95": ci,
-        "bootstrap": {
-            "resamples": bootstrap,
-            "seed": seed,
-            "unit": "patient" if groups else "image",
-        },
+        "ci_method": methods,
+        "bootstrap": {"resamples": bootstrap, "seed": seed, "unit": unit},
     }
+    tuning = tuning_view(p.card)
+    if p.binary and tuning is not None:
+        truth, s = p.binary_view()
+        out["operating_points"] = operating_points(
+            tuning, (truth, s, groups), n=bootstrap, seed=seed
+        )
+    return out
+
+
+EXACT_BELOW = 30  # fewer cases than this behind a proportion: the percentile bootstrap is unsafe
+
+
+def _proportions(p: Predictions, m: dict) -> dict[str, tuple[int, int]]:
+    """(successes, cases) behind each proportion the scores report."""
+    if not p.binary:
+        return {"accuracy": (round(m["accuracy"] * m["n"]), m["n"])}
+    tp, fp, tn, fn = m["tp"], m["fp"], m["tn"], m["fn"]
+    counts = {
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "accuracy": (tp + tn, m["n"]),
+        "precision": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+    }
+    return {key: kn for key, kn in counts.items() if kn[1] > 0}
+
+
+def _degenerate(lo_hi: tuple[float, float] | None, k: int, n: int) -> bool:
+    """Where a percentile bootstrap of a proportion cannot be believed: no interval or one of zero
+    width, few cases, or all or none of them."""
+    return lo_hi is None or lo_hi[0] == lo_hi[1] or n < EXACT_BELOW or k in (0, n)
+
+
+def tuning_view(card: ModelCard) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
+    """(is positive, P(positive), patient) of the tuning split the card carries, for a binary
+    model; patients from the card, else rebuilt from its protocol, else None (image bootstrap)."""
+    tuning = card.tuning
+    if not card.binary or not tuning.get("targets"):
+        return None
+    targets, probs = np.asarray(tuning["targets"]), np.asarray(tuning["probs"], float)
+    truth, score_ = card.binary_view(targets, probs)
+    patients = tuning.get("patients")
+    if not patients:
+        try:
+            records = card.protocol().tune
+        except CxrError:
+            records = []
+        labels = [card.classes[t] for t in targets]
+        if [r.label for r in records] == labels:  # the same images in the same order
+            patients = [r.group or str(r.path) for r in records]
+    return truth, score_, patients or None

@@ -19,7 +19,8 @@ from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.compare import Comparison, compare
 from cxr.evaluation.cv import read_cv
-from cxr.evaluation.predictions import Predictions, load_predictions, score
+from cxr.evaluation.numbers import interval, number
+from cxr.evaluation.predictions import EXACT_BELOW, Predictions, load_predictions, score
 from cxr.models.card import ModelCard, Threshold
 from cxr.outputs import must_be_new
 from cxr.progress import Stages, silent
@@ -106,8 +107,24 @@ def _interval(scores: dict, key: str) -> str:
     value = scores["metrics"][key]
     lo_hi = scores["ci95"].get(key)
     if lo_hi is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} (95 % CI {lo_hi[0]:.3f}–{lo_hi[1]:.3f})"
+        return number(value)
+    return f"{number(value)} (95 % CI {interval(lo_hi)})"
+
+
+def interval_methods(scores: dict) -> str:
+    """Which kind of interval each figure got, in words."""
+    methods = scores.get("ci_method", {})
+    exact = sorted(k for k, m in methods.items() if m == "Wilson")
+    b = scores["bootstrap"]
+    text = f"95 % intervals: {b['resamples']} bootstrap resamples by {b['unit']}, seed {b['seed']}"
+    if exact:
+        text += (
+            f"; for {', '.join(k.replace('_', ' ') for k in exact)} the bootstrap degenerates "
+            f"here (fewer than {EXACT_BELOW} cases behind the proportion, a proportion of 0 or 1, "
+            "or a zero-width interval), so those are exact Wilson score intervals, which treat "
+            "images as independent"
+        )
+    return text + "."
 
 
 def section_conclusions(s: Section) -> list[str]:
@@ -280,6 +297,9 @@ def build_report(
         section_conclusions=section_conclusions,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         isnan=lambda x: x is None or (isinstance(x, float) and np.isnan(x)),
+        number=number,
+        interval=interval,
+        interval_methods=interval_methods,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)

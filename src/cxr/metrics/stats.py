@@ -24,27 +24,47 @@ def bootstrap_intervals(
     (all of a patient's images together) when `groups` are given, else single images; `step(1)`
     after each resample lets a caller show how far it has got."""
     rng = np.random.default_rng(seed)
-    if groups is None:
-        units = [np.array([i]) for i in range(n_rows)]
-    else:
-        by_group: dict[str, list[int]] = {}
-        for i, g in enumerate(groups):
-            by_group.setdefault(g, []).append(i)
-        units = [np.array(v) for v in by_group.values()]
+    units = resampling_units(n_rows, groups)
     draws: dict[str, list[float]] = {}
     for _ in range(n):
-        picked = rng.integers(0, len(units), len(units))
-        rows = np.concatenate([units[i] for i in picked])
-        for key, value in metric(rows).items():
+        for key, value in metric(resample(rng, units)).items():
             draws.setdefault(key, []).append(value)
         if step:
             step(1)
+    return percentile_intervals(draws, level)
+
+
+def resampling_units(n_rows: int, groups: list[str] | None = None) -> list[np.ndarray]:
+    """The rows of each patient (or each row alone): what one bootstrap draw picks whole."""
+    if groups is None:
+        return [np.array([i]) for i in range(n_rows)]
+    by_group: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    return [np.array(v) for v in by_group.values()]
+
+
+def resample(rng: np.random.Generator, units: list[np.ndarray]) -> np.ndarray:
+    """One bootstrap draw: as many units as there are, with replacement, as row indices."""
+    return np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+
+
+def percentile_intervals(
+    draws: dict[str, list[float]], level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     tail = (1 - level) / 2 * 100
     return {
         key: tuple(float(v) for v in np.nanpercentile(values, [tail, 100 - tail]))
         for key, values in draws.items()
         if not np.all(np.isnan(values))
     }
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (SciPy): sound at 0 or n successes and on few
+    cases, where a percentile bootstrap collapses to a point."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _midranks(x: np.ndarray) -> np.ndarray:

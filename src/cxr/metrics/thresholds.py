@@ -1,11 +1,17 @@
-"""Decision thresholds chosen on validation predictions, never on test."""
+"""Decision thresholds chosen on tuning predictions, never on test, and how far they can be
+trusted: operating points at target sensitivities with patient-bootstrap intervals."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
 from cxr.errors import CxrError
+from cxr.metrics.stats import percentile_intervals, resample, resampling_units
+
+TARGET_SENSITIVITIES = (0.90, 0.95, 0.98)
 
 
 def choose_threshold(y_true: np.ndarray, p_positive: np.ndarray, rule: str) -> float:
@@ -13,12 +19,85 @@ def choose_threshold(y_true: np.ndarray, p_positive: np.ndarray, rule: str) -> f
     `youden`: max(sensitivity + specificity - 1); `fixed:T`: T."""
     if rule.startswith("fixed:"):
         return float(rule.removeprefix("fixed:"))
-    fpr, tpr, thresholds = roc_curve(y_true, p_positive, drop_intermediate=False)
-    thresholds = np.minimum(thresholds, 1.0)  # sklearn puts +inf first
     if rule == "youden":
+        fpr, tpr, thresholds = _roc(y_true, p_positive)
         return float(thresholds[np.argmax(tpr - fpr)])
     if rule.startswith("sensitivity>="):
-        target = float(rule.removeprefix("sensitivity>="))
-        ok = np.flatnonzero(tpr >= target)  # fpr rises with the index: the first is the best
-        return float(thresholds[ok[0]])
+        return sensitivity_thresholds(y_true, p_positive, [float(rule.split(">=")[1])])[0]
     raise CxrError(f"unknown threshold rule {rule!r}; use sensitivity>=S, youden or fixed:T")
+
+
+def _roc(y_true: np.ndarray, p_positive: np.ndarray):
+    fpr, tpr, thresholds = roc_curve(y_true, p_positive, drop_intermediate=False)
+    return fpr, tpr, np.minimum(thresholds, 1.0)  # sklearn puts +inf first
+
+
+def sensitivity_thresholds(
+    y_true: np.ndarray, p_positive: np.ndarray, targets: Sequence[float]
+) -> list[float]:
+    """For each target S, the highest threshold (so the best specificity) whose sensitivity is at
+    least S under the one rule `positive iff p >= threshold`; one ROC pass for all targets."""
+    _, tpr, thresholds = _roc(y_true, p_positive)
+    # tpr rises with the index and specificity falls: the first index that reaches S is the best
+    return [float(thresholds[np.flatnonzero(tpr >= s)[0]]) for s in targets]
+
+
+def _rates(truth: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
+    decided = p >= threshold
+    pos, neg = truth == 1, truth == 0
+    sens = decided[pos].mean() if pos.any() else np.nan
+    spec = (~decided[neg]).mean() if neg.any() else np.nan
+    return float(sens), float(spec)
+
+
+def operating_points(
+    tuning: tuple[np.ndarray, np.ndarray, list[str] | None],
+    evaluated: tuple[np.ndarray, np.ndarray, list[str] | None],
+    targets: Sequence[float] = TARGET_SENSITIVITIES,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[dict]:
+    """Thresholds for each target sensitivity, chosen on the tuning (truth, p, patients), and the
+    sensitivity and specificity they give on the evaluated (truth, p, patients).
+
+    Each bootstrap draw resamples the tuning patients and re-chooses every threshold (the
+    threshold's own uncertainty), then resamples the evaluated patients independently and
+    applies the re-chosen thresholds there, so the intervals of the resulting sensitivity and
+    specificity carry both sources of error.
+    """
+    (y_t, p_t, g_t), (y_e, p_e, g_e) = tuning, evaluated
+    y_t, p_t, y_e, p_e = map(np.asarray, (y_t, p_t, y_e, p_e))
+    chosen = sensitivity_thresholds(y_t, p_t, targets)
+    rng = np.random.default_rng(seed)
+    units_t, units_e = resampling_units(len(y_t), g_t), resampling_units(len(y_e), g_e)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n):
+        rows_t, rows_e = resample(rng, units_t), resample(rng, units_e)
+        if len(np.unique(y_t[rows_t])) < 2:
+            continue
+        again = sensitivity_thresholds(y_t[rows_t], p_t[rows_t], targets)
+        for s, t in zip(targets, again, strict=True):
+            sens, spec = _rates(y_e[rows_e], p_e[rows_e], t)
+            draws.setdefault(f"{s}/threshold", []).append(t)
+            draws.setdefault(f"{s}/sensitivity", []).append(sens)
+            draws.setdefault(f"{s}/specificity", []).append(spec)
+    ci = percentile_intervals(draws, level)
+    out = []
+    for s, t in zip(targets, chosen, strict=True):
+        tune_sens, tune_spec = _rates(y_t, p_t, t)
+        sens, spec = _rates(y_e, p_e, t)
+        out.append(
+            {
+                "target_sensitivity": s,
+                "threshold": t,
+                "threshold_ci95": ci.get(f"{s}/threshold"),
+                "tuning_sensitivity": tune_sens,
+                "tuning_specificity": tune_spec,
+                "sensitivity": sens,
+                "sensitivity_ci95": ci.get(f"{s}/sensitivity"),
+                "specificity": spec,
+                "specificity_ci95": ci.get(f"{s}/specificity"),
+            }
+        )
+    return out

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from cxr.metrics.classification import binary_metrics
+from cxr.metrics.stats import wilson_interval
+from cxr.metrics.thresholds import choose_threshold, operating_points, sensitivity_thresholds
+
+
+def _scores(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.6).astype(int)
+    p = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + 2.0 * (2 * truth - 1))))
+    patients = [f"p{i // 2}" for i in range(n)]  # two images per patient
+    return truth, np.round(p, 6), patients
+
+
+def test_one_roc_pass_gives_the_single_rule_thresholds():
+    truth, p, _ = _scores(300, 0)
+    targets = [0.9, 0.95, 0.98]
+    got = sensitivity_thresholds(truth, p, targets)
+    assert got == [choose_threshold(truth, p, f"sensitivity>={s}") for s in targets]
+    assert got[0] >= got[1] >= got[2]  # a higher sensitivity needs a lower threshold
+
+
+def test_operating_points_reach_their_targets_on_tuning_with_honest_intervals():
+    tuning, evaluated = _scores(240, 1), _scores(300, 2)
+    points = operating_points(tuning, evaluated, n=300, seed=0)
+    assert [o["target_sensitivity"] for o in points] == [0.9, 0.95, 0.98]
+    for o in points:
+        assert o["tuning_sensitivity"] >= o["target_sensitivity"]
+        lo, hi = o["threshold_ci95"]
+        assert lo < hi and lo <= o["threshold"] <= hi  # re-chosen thresholds do move
+        for key in ("sensitivity", "specificity"):
+            lo, hi = o[f"{key}_ci95"]
+            assert 0 <= lo < hi <= 1 and lo <= o[key] <= hi
+        decided = evaluated[1] >= o["threshold"]  # the one rule: positive iff p >= threshold
+        assert o["sensitivity"] == decided[evaluated[0] == 1].mean()
+
+
+def test_an_image_exactly_at_the_threshold_is_positive():
+    m = binary_metrics(np.array([1, 0]), np.array([0.5, 0.5]), 0.5)
+    assert (m["tp"], m["fp"]) == (1, 1)
+
+
+def test_wilson_interval_against_the_closed_form():
+    lo, hi = wilson_interval(0, 10)
+    z2 = 1.959963984540054**2
+    assert lo == pytest.approx(0, abs=1e-12) and hi == pytest.approx(z2 / (10 + z2))
+    lo, hi = wilson_interval(10, 10)
+    assert hi == pytest.approx(1) and lo == pytest.approx(10 / (10 + z2))
