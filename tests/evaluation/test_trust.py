@@ -9,10 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from cxr.data.reader import read_image
+from cxr.errors import CxrError
+from cxr.evaluation.ensemble import build_ensemble
 from cxr.evaluation.evaluate import INTERNAL_TEST, evaluate
 from cxr.evaluation.numbers import number
+from cxr.evaluation.report import build_report
+from cxr.inference.export import export_onnx
+from cxr.inference.predictor import load_predictor
+from cxr.models.io import load_model, read_model_file
 from cxr.training.config import load_config
 from cxr.training.fit import fit
 
@@ -115,3 +124,98 @@ def test_evaluate_json_report_and_compare_print_the_same_digits(runs, data, tmp_
         assert in_compare[key] == expected, key
     assert "Operating points chosen on the tuning split" in html
     assert "Wilson score intervals" in html
+
+
+def test_every_perturbation_changes_a_real_image_and_keeps_its_shape(data):
+    from cxr.data.cache import PixelCache
+    from cxr.evaluation.shift import PERTURBATIONS
+
+    path = sorted((data / "chest_xray" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+    image = PixelCache(96).load([path])[0]
+    rng = np.random.default_rng(0)
+    for pert in PERTURBATIONS:
+        assert len(pert.strengths) >= 3, pert.name
+        for strength in pert.strengths:
+            changed = pert.apply(image, strength, rng)
+            assert changed.shape == image.shape and changed.dtype == np.uint8
+            assert np.abs(changed.astype(int) - image).mean() > 0.1, (pert.name, strength)
+
+
+def test_shift_check_writes_json_figure_and_report_block(runs, data, tmp_path):
+    out = tmp_path / "s"
+    result = evaluate(
+        runs["small"] / "model.pt", data / "chest_xray", INTERNAL_TEST, out, bootstrap=20,
+        shift=True,
+    )  # fmt: skip
+    shift = json.loads((out / "shift.json").read_text())
+    assert shift == result.shift and shift["n"] == result.scores["metrics"]["n"]
+    assert len(shift["perturbations"]) == 7
+    for p in shift["perturbations"]:
+        assert len(p["strength"]) >= 4 and p["strength"] == sorted(p["strength"])
+        at = p["strength"].index(p["identity"])
+        for key in ("auroc", "sensitivity", "specificity"):
+            assert p[key][at] == result.scores["metrics"][key]  # the evaluation's own figures
+    assert (out / "shift.png").read_bytes()[:4] == b"\x89PNG"
+    html = build_report([out], tmp_path / "r.html", 20).read_text()
+    assert "Acquisition shift" in html and 'alt="acquisition shift"' in html
+    assert "fell most under" in html
+
+
+def test_ensemble_is_one_model_file_like_any_other(runs, data, tmp_path):
+    members = [runs["small"], runs["wide"]]
+    path = build_ensemble(members, tmp_path / "ens")
+    model = load_model(path)
+    card = model.card
+    assert card.architecture == "ensemble" and card.members == ("small", "wide")
+    assert card.data_fingerprint == load_model(runs["small"] / "model.pt").card.data_fingerprint
+    assert card.threshold.source == "tuning split" and card.calibration.verdict
+    assert len(card.tuning["patients"]) == len(card.tuning["targets"])
+    # the forward pass is the mean of the members' calibrated log-probabilities
+    x = torch.from_numpy(
+        np.stack([card.preprocessing.to_array(read_image(p).pixels) for p in _some(data)])
+    )
+    with torch.no_grad():
+        singles = [load_model(m / "model.pt") for m in members]
+        expected = torch.stack(
+            [m.card.calibration.logits(m(x)).log_softmax(1) for m in singles]
+        ).mean(0)
+        assert torch.allclose(model(x), expected, atol=1e-5)
+    result = evaluate(path, data / "chest_xray", INTERNAL_TEST, tmp_path / "e", bootstrap=20)
+    assert result.warnings == [] and result.scores["operating_points"]
+    onnx_file = export_onnx(path, tmp_path / "ens.onnx")
+    batch = x.numpy()
+    assert np.allclose(
+        load_predictor(onnx_file).predict(batch), load_predictor(path).predict(batch), atol=1e-4
+    )
+    with pytest.raises(CxrError, match="never overwrites"):
+        build_ensemble(members, tmp_path / "ens")
+
+
+def _some(data: Path) -> list[Path]:
+    root = data / "chest_xray" / "train"
+    return (
+        sorted((root / "NORMAL").glob("*.jpeg"))[:2]
+        + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:2]
+    )
+
+
+def _altered(run: Path, out: Path, **changes) -> Path:
+    payload = read_model_file(run / "model.pt")
+    payload["card"] = {**payload["card"], **changes}
+    torch.save(payload, out)
+    return out
+
+
+def test_ensemble_refuses_members_that_do_not_fit(runs, tmp_path):
+    small = runs["small"]
+    other_split = _altered(runs["wide"], tmp_path / "split.pt", data_fingerprint="0123456789abcdef")
+    with pytest.raises(CxrError, match="other patients"):
+        build_ensemble([small, other_split], tmp_path / "a")
+    other_classes = _altered(runs["wide"], tmp_path / "classes.pt", classes=["A", "B"])
+    with pytest.raises(CxrError, match="predicts"):
+        build_ensemble([small, other_classes], tmp_path / "b")
+    with pytest.raises(CxrError, match="at least two"):
+        build_ensemble([small], tmp_path / "c")
+    refused = _cxr("ensemble", small, other_split, "--out", tmp_path / "d")
+    assert refused.returncode == 2 and "other patients" in refused.stdout
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()

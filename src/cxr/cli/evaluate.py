@@ -48,6 +48,14 @@ def evaluate_command(
     ] = None,
     bootstrap: Bootstrap = 1000,
     workers: Workers = 2,
+    shift: Annotated[
+        bool,
+        typer.Option(
+            "--shift",
+            help="Also re-score the images under acquisition changes (contrast, blur, noise, "
+            "JPEG, resolution, rotation, crop) at several strengths: shift.json and shift.png.",
+        ),
+    ] = False,
 ) -> None:
     """Measure a frozen model on labelled images: predictions.csv, metrics.json (95 % CIs) and
     figures. The threshold and calibration are the ones stored in the model file.
@@ -67,12 +75,17 @@ def evaluate_command(
             workers=workers,
             progress=stages,
             label_map=parse_label_map(label_map),
+            shift=shift,
         )
     for warning in result.warnings:
         warn(warning)
     for path, reason in result.failures:
         say(f"unreadable {path}: {reason}", "red")
     print_scores(result.predictions, result.scores)
+    if result.shift:
+        from cxr.evaluation.shift import shift_conclusion
+
+        say(shift_conclusion(result.shift))
     say(f"evaluation folder: {result.out}")
 
 
@@ -111,6 +124,34 @@ def calibrate_command(
         f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
         f"wrote {result.out}"
     )
+
+
+@app.command("ensemble")
+def ensemble_command(
+    models: Annotated[
+        list[Path], typer.Argument(help="Run folders or model files (the same classes and split).")
+    ],
+    out: Annotated[Path, typer.Option(help="New folder for the ensemble's model.pt.")],
+    threshold_rule: Annotated[
+        str | None,
+        typer.Option(help="e.g. sensitivity>=0.95 or youden; default: the first member's rule."),
+    ] = None,
+) -> None:
+    """Combine models trained on the same patient split into one model file (mean of their
+    calibrated log-probabilities); its calibration and threshold are chosen again on the tuning
+    split. Evaluate, predict, export and serve take it like any model.
+
+    Example: cxr ensemble runs/quick runs/quick-seed2 --out runs/quick-ensemble
+    """
+    from cxr.evaluation.ensemble import build_ensemble
+
+    path = build_ensemble(models, out, threshold_rule)
+    from cxr.models.io import read_card
+
+    card = read_card(path)
+    for label, value in card.summary().items():
+        say(f"{label}: {value}")
+    say(f"model file: {path}")
 
 
 @app.command("compare")

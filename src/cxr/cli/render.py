@@ -40,8 +40,11 @@ def print_operating_points(points: list[dict] | None) -> None:
         table.add_row(
             number(o["target_sensitivity"], 2),
             f"{number(o['threshold'])} ({interval(o['threshold_ci95'])})",
-            f"{number(o['sensitivity'])} ({interval(o['sensitivity_ci95'])})",
-            f"{number(o['specificity'])} ({interval(o['specificity_ci95'])})",
+            *[
+                f"{number(o[k])} ({interval(o[f'{k}_ci95'])}"
+                + (", Wilson)" if o[f"{k}_ci_method"] == "Wilson" else ")")
+                for k in ("sensitivity", "specificity")
+            ],
         )
     console.print(table)
 

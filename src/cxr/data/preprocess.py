@@ -40,5 +40,8 @@ class Preprocessing:
 
     def to_array(self, pixels: np.ndarray) -> np.ndarray:
         """Grey uint8 (H, W) of any size -> normalised float32 (1, size, size)."""
-        square = resize_square(pixels, self.size, self.resize)
-        return ((square.astype(np.float32) / 255.0 - self.mean) / self.std)[None]
+        return self.normalise(resize_square(pixels, self.size, self.resize))[None]
+
+    def normalise(self, square: np.ndarray) -> np.ndarray:
+        """uint8 pixels already at `size` (one image or a stack) -> normalised float32."""
+        return (square.astype(np.float32) / 255.0 - self.mean) / self.std

@@ -18,6 +18,7 @@ from cxr.data.xrays import CachedXrays
 from cxr.errors import CxrError, DatasetError
 from cxr.evaluation import plots
 from cxr.evaluation.predictions import Predictions, score
+from cxr.evaluation.shift import SHIFT_JSON, shift_check
 from cxr.inference.predictor import load_predictor
 from cxr.models.card import ModelCard
 from cxr.outputs import default_output_dir, must_be_new
@@ -36,6 +37,7 @@ class Evaluation:
     scores: dict
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shift: dict | None = None  # figures under acquisition changes (`--shift`)
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -109,6 +111,7 @@ def evaluate(
     workers: int = 0,
     progress: Stages = silent,
     label_map: dict[str, str] | None = None,
+    shift: bool = False,
 ) -> Evaluation:
     if out is not None:
         must_be_new(out)
@@ -196,7 +199,13 @@ def evaluate(
     }
     (out / "metrics.json").write_text(json.dumps(info, indent=2, default=_json))
     save_figures(predictions, out)
-    return Evaluation(out, predictions, scores, failures, warnings)
+    shifted = None
+    if shift:
+        rows = np.stack([images[i] for i in range(len(images))])
+        shifted = shift_check(predictor, rows, np.array(targets), predictions.probs, seed)
+        (out / SHIFT_JSON).write_text(json.dumps(shifted, indent=2))
+        plots.shift_figure(shifted).savefig(out / "shift.png", dpi=110)
+    return Evaluation(out, predictions, scores, failures, warnings, shifted)
 
 
 def _name(checkpoint: Path) -> str:

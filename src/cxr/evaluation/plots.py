@@ -212,3 +212,37 @@ def evaluation_figures(p: Predictions) -> dict[str, tuple[str, Figure]]:
     figures["reliability"] = ("Reliability", reliability_figure(p))
     figures["errors"] = ("Most confident errors", errors_figure(p))
     return figures
+
+
+def shift_figure(shift: dict) -> Figure:
+    """One panel per acquisition change: AUROC and, at the stored threshold, sensitivity and
+    specificity against strength; the unchanged images' value dotted."""
+    perturbations = shift["perturbations"]
+    cols = 4
+    rows = -(-len(perturbations) // cols)
+    fig = Figure(figsize=(3.3 * cols, 2.9 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    keys = [k for k in ("auroc", "macro_auroc", "sensitivity", "specificity", "accuracy")
+            if k in perturbations[0]]  # fmt: skip
+    for ax, p in zip(axes, perturbations, strict=False):
+        base = p["strength"].index(p["identity"])
+        for k, key in enumerate(keys):
+            line = ax.plot(p["strength"], p[key], "o-", color=f"C{k}", label=key.replace("_", " "))
+            ax.axhline(p[key][base], color=line[0].get_color(), linestyle=":", linewidth=0.8)
+        ax.set_title(p["name"], fontsize=10)
+        ax.set_xlabel(p["parameter"], fontsize=8)
+        ax.set_ylim(min(0.5, np.nanmin([p[k] for k in keys])) - 0.02, 1.02)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(perturbations) :]:
+        ax.axis("off")
+    handles, labels = axes[0].get_legend_handles_labels()
+    spare = axes[-1] if len(axes) > len(perturbations) else axes[0]
+    spare.legend(handles, labels, fontsize=9, loc="center", title="dotted: unchanged images")
+    threshold = shift.get("threshold")
+    fig.suptitle(
+        f"Acquisition shift on {shift['n']} images"
+        + (f" (operating point: threshold {threshold:.4g})" if threshold is not None else ""),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from cxr.evaluation.compare import Comparison, compare
 from cxr.evaluation.cv import read_cv
 from cxr.evaluation.numbers import interval, number
 from cxr.evaluation.predictions import EXACT_BELOW, Predictions, load_predictions, score
+from cxr.evaluation.shift import SHIFT_JSON, shift_conclusion
 from cxr.models.card import ModelCard, Threshold
 from cxr.outputs import must_be_new
 from cxr.progress import Stages, silent
@@ -54,6 +56,7 @@ class Section:
     predictions: Predictions
     scores: dict
     figures: dict[str, str]  # title -> data URI
+    shift: dict | None = None  # `cxr evaluate --shift` figures: {"conclusion", "figure"}
 
 
 @dataclass
@@ -245,12 +248,19 @@ def build_report(
     `cxr study` hands them over, so each is bootstrapped once. `cv`: `cxr cv` folders."""
     must_be_new(out)
     scored: list[Scored] = []
+    shifts: dict[int, dict] = {}  # id(predictions) -> its evaluation folder's shift check
     for item in evaluations:
         if isinstance(item, tuple):
             scored.append(item)
         else:
             p = load_predictions(item)
             scored.append((p, score(p, bootstrap, seed, progress)))
+            if (Path(item) / SHIFT_JSON).is_file():
+                shift = json.loads((Path(item) / SHIFT_JSON).read_text())
+                shifts[id(p)] = {
+                    "conclusion": shift_conclusion(shift),
+                    "figure": data_uri(plots.shift_figure(shift)),
+                }
     entries: dict[str, Entry] = {}
     for p, scores in scored:
         key = str(p.model_file.resolve()) if p.model_file else p.name
@@ -265,7 +275,7 @@ def build_report(
                 else None,
                 overfitting=overfitting(p.history) if p.history else None,
             )
-        entries[key].sections.append(Section(p, scores, _figures(p)))
+        entries[key].sections.append(Section(p, scores, _figures(p), shifts.get(id(p))))
     comparisons = []
     by_images: dict[frozenset, list[Predictions]] = {}
     for p, _ in scored:

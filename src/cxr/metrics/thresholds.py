@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from cxr.errors import CxrError
-from cxr.metrics.stats import percentile_intervals, resample, resampling_units
+from cxr.metrics.stats import percentile_intervals, resample, resampling_units, wilson_interval
 
 TARGET_SENSITIVITIES = (0.90, 0.95, 0.98)
 
@@ -42,12 +42,19 @@ def sensitivity_thresholds(
     return [float(thresholds[np.flatnonzero(tpr >= s)[0]]) for s in targets]
 
 
-def _rates(truth: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
+def _counts(truth: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, tuple[int, int]]:
+    """(right, cases) among positives and negatives under `positive iff p >= threshold`."""
     decided = p >= threshold
     pos, neg = truth == 1, truth == 0
-    sens = decided[pos].mean() if pos.any() else np.nan
-    spec = (~decided[neg]).mean() if neg.any() else np.nan
-    return float(sens), float(spec)
+    return {
+        "sensitivity": (int(decided[pos].sum()), int(pos.sum())),
+        "specificity": (int((~decided[neg]).sum()), int(neg.sum())),
+    }
+
+
+def _rates(truth: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, float]:
+    (tp, npos), (tn, nneg) = _counts(truth, p, threshold).values()
+    return (tp / npos if npos else np.nan), (tn / nneg if nneg else np.nan)
 
 
 def operating_points(
@@ -86,18 +93,18 @@ def operating_points(
     out = []
     for s, t in zip(targets, chosen, strict=True):
         tune_sens, tune_spec = _rates(y_t, p_t, t)
-        sens, spec = _rates(y_e, p_e, t)
-        out.append(
-            {
-                "target_sensitivity": s,
-                "threshold": t,
-                "threshold_ci95": ci.get(f"{s}/threshold"),
-                "tuning_sensitivity": tune_sens,
-                "tuning_specificity": tune_spec,
-                "sensitivity": sens,
-                "sensitivity_ci95": ci.get(f"{s}/sensitivity"),
-                "specificity": spec,
-                "specificity_ci95": ci.get(f"{s}/specificity"),
-            }
-        )
+        point = {
+            "target_sensitivity": s,
+            "threshold": t,
+            "threshold_ci95": ci.get(f"{s}/threshold"),
+            "tuning_sensitivity": tune_sens,
+            "tuning_specificity": tune_spec,
+        }
+        for key, (k, cases) in _counts(y_e, p_e, t).items():
+            lo_hi, method = ci.get(f"{s}/{key}"), "patient bootstrap" if g_e else "image bootstrap"
+            if cases and (lo_hi is None or lo_hi[0] == lo_hi[1] or k in (0, cases)):
+                lo_hi, method = wilson_interval(k, cases, level), "Wilson"
+            point |= {key: k / cases if cases else np.nan, f"{key}_ci95": lo_hi}
+            point[f"{key}_ci_method"] = method
+        out.append(point)
     return out

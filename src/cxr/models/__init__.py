@@ -1,6 +1,6 @@
 """Model registry: `create_model(name, pretrained=, num_classes=, in_chans=)`, `list_models()`."""
 
-from cxr.models import cnn, pretrained, xrv  # noqa: F401  (registers the models)
+from cxr.models import cnn, ensemble, pretrained, xrv  # noqa: F401  (registers the models)
 from cxr.models.io import load_model, save_model
 from cxr.models.registry import ModelSpec, create_model, list_models, model_spec, register_model
 

@@ -130,7 +130,12 @@ class ModelCard:
         """The registry's entry: where the head and the Grad-CAM layer are."""
         from cxr.models.registry import model_spec
 
-        return model_spec(self.architecture)
+        spec = model_spec(self.architecture)
+        if self.members:  # an ensemble: Grad-CAM explains its output through its first member
+            first = self.args["members"][0]
+            layer = model_spec(first["architecture"]).target_layer
+            spec = dataclasses.replace(spec, target_layer=f"members.0.{layer}")
+        return spec
 
     # --- the data it came from -------------------------------------------------------------
     def label_scheme_object(self):
