@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.metrics import roc_curve
 
 from cxr.metrics.classification import binary_metrics
 from cxr.metrics.stats import wilson_interval
@@ -14,12 +15,16 @@ def _scores(n: int, seed: int):
     return truth, np.round(p, 6), patients
 
 
-def test_one_roc_pass_gives_the_single_rule_thresholds():
-    truth, p, _ = _scores(300, 0)
-    targets = [0.9, 0.95, 0.98]
+@pytest.mark.parametrize("seed", range(5))
+def test_thresholds_are_those_of_the_roc_curve(seed):
+    truth, p, _ = _scores(40 + 37 * seed, seed)
+    p = np.round(p, 2)  # ties, as rounded probabilities have
+    targets = [0.5, 0.9, 0.95, 0.98, 1.0]
     got = sensitivity_thresholds(truth, p, targets)
-    assert got == [choose_threshold(truth, p, f"sensitivity>={s}") for s in targets]
-    assert got[0] >= got[1] >= got[2]  # a higher sensitivity needs a lower threshold
+    _, tpr, thresholds = roc_curve(truth, p, drop_intermediate=False)
+    assert got == [min(thresholds[np.flatnonzero(tpr >= s)[0]], 1.0) for s in targets]
+    assert got[1] == choose_threshold(truth, p, "sensitivity>=0.9")
+    assert got == sorted(got, reverse=True)  # a higher sensitivity needs a lower threshold
 
 
 def test_operating_points_reach_their_targets_on_tuning_with_honest_intervals():

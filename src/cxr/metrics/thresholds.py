@@ -36,10 +36,14 @@ def sensitivity_thresholds(
     y_true: np.ndarray, p_positive: np.ndarray, targets: Sequence[float]
 ) -> list[float]:
     """For each target S, the highest threshold (so the best specificity) whose sensitivity is at
-    least S under the one rule `positive iff p >= threshold`; one ROC pass for all targets."""
-    _, tpr, thresholds = _roc(y_true, p_positive)
-    # tpr rises with the index and specificity falls: the first index that reaches S is the best
-    return [float(thresholds[np.flatnonzero(tpr >= s)[0]]) for s in targets]
+    least S under the one rule `positive iff p >= threshold`: the k-th highest positive score,
+    k/n_pos being the first share that reaches S (what the ROC curve gives, with no ROC pass,
+    which is what the bootstrap's thousand re-choices need)."""
+    pos = np.sort(np.asarray(p_positive, float)[np.asarray(y_true) == 1])[::-1]
+    if not len(pos):
+        raise CxrError("no positive images: no threshold reaches a sensitivity")
+    shares = np.arange(1, len(pos) + 1) / len(pos)
+    return [float(min(pos[np.flatnonzero(shares >= s)[0]], 1.0)) for s in targets]
 
 
 def _counts(truth: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, tuple[int, int]]:
