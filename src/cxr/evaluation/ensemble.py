@@ -139,7 +139,8 @@ def _tune(model, card: ModelCard, rule: str | None) -> ModelCard:
         tuning={
             "targets": y.tolist(),
             "probs": np.round(p, 6).tolist(),
-            "patients": patients.tolist(),
+            # which images share a patient, for bootstrap by patient; numbers, never the ids
+            "patients": [str(i) for i in np.unique(patients, return_inverse=True)[1]],
         },
     )
 

@@ -139,7 +139,7 @@ def section_conclusions(s: Section) -> list[str]:
         thr = p.threshold or Threshold(0.5, "fixed:0.5", pos, "default")
         out.append(
             f"On {m['n']} {p.split} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
-            f"threshold {thr.value:.3g} (rule {thr.rule}, chosen on the {thr.source}), "
+            f"threshold {number(thr.value)} (rule {thr.rule}, chosen on the {thr.source}), "
             f"sensitivity is {_interval(s.scores, 'sensitivity')} and specificity "
             f"{_interval(s.scores, 'specificity')}: of every 100 {pos} images about "
             f"{round(100 * (1 - m['sensitivity']))} are missed, and of every 100 {neg} images "
@@ -151,8 +151,8 @@ def section_conclusions(s: Section) -> list[str]:
             "both move with prevalence, so expect other numbers where the case mix differs."
         )
         out.append(
-            f"Calibration here: expected calibration error {m['ece']:.3f}, Brier score "
-            f"{m['brier']:.3f}. On the tuning split, {p.card.calibration.verdict}."
+            f"Calibration here: expected calibration error {number(m['ece'])}, Brier score "
+            f"{number(m['brier'])}. On the tuning split, {p.card.calibration.verdict}."
         )
     else:
         cm = np.array(m["confusion_matrix"], float)
@@ -171,15 +171,15 @@ def section_conclusions(s: Section) -> list[str]:
         if pairs:
             worst = min(pairs, key=lambda k: pairs[k])
             out.append(
-                f"The hardest pair to tell apart is {worst} (AUROC {pairs[worst]:.3f} among "
+                f"The hardest pair to tell apart is {worst} (AUROC {number(pairs[worst])} among "
                 "those two classes only)."
             )
         view = m.get("abnormal_vs_normal")
         if view:
             out.append(
-                f"As a normal-vs-abnormal test it reaches AUROC {view['auroc']:.3f}, sensitivity "
-                f"{_pct(view['sensitivity'])} and specificity {_pct(view['specificity'])} at "
-                "P(abnormal) ≥ 0.5."
+                f"As a normal-vs-abnormal test it reaches AUROC {number(view['auroc'])}, "
+                f"sensitivity {_pct(view['sensitivity'])} and specificity "
+                f"{_pct(view['specificity'])} at P(abnormal) ≥ 0.5."
             )
     return out
 
@@ -190,7 +190,7 @@ def comparison_conclusions(c: Comparison) -> list[str]:
     ranked = sorted(range(len(c.models)), key=lambda i: -c.scores[i]["metrics"][key])
     out = [
         f"On these {c.scores[best]['metrics']['n']} images the best model by {key} is "
-        f"{c.models[best].name} ({c.scores[best]['metrics'][key]:.3f})."
+        f"{c.models[best].name} ({number(c.scores[best]['metrics'][key])})."
     ]
     runner = ranked[1]
     for pair in c.pairs:

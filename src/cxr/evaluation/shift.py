@@ -94,7 +94,9 @@ PERTURBATIONS = (
     Perturbation("contrast (gamma)", "gamma", 1.0, (0.6, 0.8, 1.25, 1.6), _gamma),
     Perturbation("Gaussian blur", "sigma (px at 224)", 0.0, (1.0, 2.0, 4.0), _blur),
     Perturbation("Gaussian noise", "SD (grey levels)", 0.0, (4.0, 8.0, 16.0), _noise),
-    Perturbation("JPEG re-encoding", "quality", 100.0, (60.0, 30.0, 15.0, 5.0), _jpeg),
+    Perturbation(
+        "JPEG re-encoding", "quality (100: as stored)", 100.0, (60.0, 30.0, 15.0, 5.0), _jpeg
+    ),
     Perturbation("lower resolution", "scale, then back up", 1.0, (0.5, 0.33, 0.25), _resolution),
     Perturbation("rotation", "degrees", 0.0, (5.0, 10.0, 15.0), _rotation),
     Perturbation("central crop", "share of the side kept", 1.0, (0.95, 0.9, 0.8), _crop),
