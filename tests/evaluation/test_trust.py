@@ -21,6 +21,7 @@ from cxr.evaluation.numbers import number
 from cxr.evaluation.report import build_report
 from cxr.inference.export import export_onnx
 from cxr.inference.predictor import load_predictor
+from cxr.models import create_model, list_models
 from cxr.models.io import load_model, read_model_file
 from cxr.training.config import load_config
 from cxr.training.fit import fit
@@ -214,6 +215,9 @@ def test_ensemble_refuses_members_that_do_not_fit(runs, tmp_path):
         build_ensemble([small, other_classes], tmp_path / "b")
     with pytest.raises(CxrError, match="at least two"):
         build_ensemble([small], tmp_path / "c")
+    assert "ensemble" not in list_models()  # built from trained models, never trained itself
+    with pytest.raises(CxrError, match="not trained"):
+        create_model("ensemble")
     refused = _cxr("ensemble", small, other_split, "--out", tmp_path / "d")
     assert refused.returncode == 2 and "other patients" in refused.stdout
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cxr.data.preprocess import Preprocessing
+from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
 from cxr.models.registry import create_model, register_model
 
@@ -35,7 +36,9 @@ class Ensemble(nn.Module):
         return torch.stack(logp).mean(0)
 
 
-@register_model(Preprocessing(), target_layer="members.0", head="members", name=ENSEMBLE)
+@register_model(
+    Preprocessing(), target_layer="members.0", head="members", name=ENSEMBLE, trainable=False
+)
 def ensemble(
     pretrained: bool = False,
     num_classes: int = 2,
@@ -43,6 +46,8 @@ def ensemble(
     members: list[dict[str, Any]] = (),
 ) -> nn.Module:
     """`members`: [{"architecture", "args", "calibration": {"method", "scale", "shift"}}, ...]."""
+    if not members:
+        raise CxrError("an ensemble is made from trained models by `cxr ensemble`, not trained")
     models, calibrations = [], []
     for m in members:
         models.append(create_model(m["architecture"], pretrained=False, **m["args"]))

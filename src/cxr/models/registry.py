@@ -25,6 +25,7 @@ class ModelSpec:
     target_layer: str  # dotted module path whose activations Grad-CAM explains
     head: str  # dotted module path of the classifier: trained first, frozen never
     pretrained_source: str | None  # where ImageNet (or X-ray) weights come from; None: scratch only
+    trainable: bool = True  # False: built from trained models (an ensemble), never trained
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -36,11 +37,12 @@ def register_model(
     head: str,
     pretrained_source: str | None = None,
     name: str | None = None,
+    trainable: bool = True,
 ) -> Callable[[Builder], Builder]:
     def add(builder: Builder) -> Builder:
         key = name or builder.__name__
         _REGISTRY[key] = ModelSpec(
-            key, builder, preprocessing, target_layer, head, pretrained_source
+            key, builder, preprocessing, target_layer, head, pretrained_source, trainable
         )
         return builder
 
@@ -48,7 +50,10 @@ def register_model(
 
 
 def list_models(pretrained: bool = False) -> list[str]:
-    return sorted(n for n, s in _REGISTRY.items() if not pretrained or s.pretrained_source)
+    """The models a config can train (those with pretrained weights, if asked)."""
+    return sorted(
+        n for n, s in _REGISTRY.items() if s.trainable and (not pretrained or s.pretrained_source)
+    )
 
 
 def model_spec(name: str) -> ModelSpec:
