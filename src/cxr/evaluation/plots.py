@@ -227,7 +227,13 @@ def shift_figure(shift: dict) -> Figure:
     for ax, p in zip(axes, perturbations, strict=False):
         base = p["strength"].index(p["identity"])
         for k, key in enumerate(keys):
-            line = ax.plot(p["strength"], p[key], "o-", color=f"C{k}", label=key.replace("_", " "))
+            line = ax.plot(
+                p["strength"],
+                p[key],
+                "o-",
+                color=f"C{k}",
+                label=key.replace("_", " ").replace("auroc", "AUROC"),
+            )
             ax.axhline(p[key][base], color=line[0].get_color(), linestyle=":", linewidth=0.8)
         ax.set_title(p["name"], fontsize=10)
         ax.set_xlabel(p["parameter"], fontsize=8)

@@ -105,7 +105,8 @@ PERTURBATIONS = (
 
 def _figures(card: ModelCard, targets: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     if card.binary:
-        m = binary_metrics(*card.binary_view(targets, probs), card.threshold.value)
+        threshold = card.threshold.value if card.threshold else 0.5  # as `score` reads it
+        m = binary_metrics(*card.binary_view(targets, probs), threshold)
         return {k: m[k] for k in ("auroc", "sensitivity", "specificity")}
     m = multiclass_metrics(targets, probs, list(card.classes))
     return {"macro_auroc": m["macro_auroc"], "accuracy": m["accuracy"]}
