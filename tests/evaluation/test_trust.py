@@ -97,7 +97,7 @@ def _cli_table(text: str) -> dict[str, str]:
 def test_evaluate_json_report_and_compare_print_the_same_digits(runs, data, tmp_path):
     folders = [tmp_path / "small", tmp_path / "wide"]
     done = _cxr(
-        "evaluate", runs["small"] / "model.pt", "--data", data / "chest_xray",
+        "evaluate", runs["small"] / "model.pt", data / "chest_xray",
         "--split", INTERNAL_TEST, "--out", folders[0], "--bootstrap", "100",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
