@@ -138,14 +138,14 @@ def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_pat
     site = evaluate(model, data / "chest_xray_originals", "train", tmp_path / "s", bootstrap=10)
     result = _cxr(
         "calibrate", model, "--predictions", tmp_path / "s" / "predictions.csv",
-        "--method", "platt", "--out", tmp_path / "c.pt",
+        "--method", "temperature", "--out", tmp_path / "c.pt",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "expected calibration error" in result.stdout
     folder = data / "dicom_cxr" / "kermany_wrapped"
     before = evaluate(model, folder, out=tmp_path / "b1", bootstrap=10).predictions
     after = evaluate(tmp_path / "c.pt", folder, out=tmp_path / "b2", bootstrap=10).predictions
-    assert after.card.calibration.method == "platt"
+    assert after.card.calibration.method == "temperature"
     assert not np.allclose(before.probs, after.probs, atol=1e-3)  # the probabilities moved
     differ = before.decisions() != after.decisions()
     value = before.threshold.value

@@ -85,3 +85,9 @@ def test_inputs_are_checked():
         fit_temperature(np.zeros((3, 2)), np.zeros(4, int))
     with pytest.raises(ValueError, match="class indices"):
         fit_platt(np.zeros((3, 2)), np.array([0, 1, 2]))
+
+
+def test_a_model_that_ranks_backwards_is_not_calibrated_into_reversed_decisions():
+    logits, y = _binary(slope=-0.8)  # the truth runs against the model's scores
+    with pytest.raises(ValueError, match="backwards"):
+        choose_calibration(logits, y, positive=1, method="platt")

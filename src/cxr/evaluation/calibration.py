@@ -61,7 +61,10 @@ def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "aut
     targets = np.array([card.classes.index(label) for label in columns["labels"]])
     log_p = np.log(np.clip(probs, 1e-12, 1.0))
     groups = np.array(columns["patients"]) if all(columns["patients"]) else None
-    fitted = choose_calibration(log_p, targets, card.positive, method, groups)
+    try:
+        fitted = choose_calibration(log_p, targets, card.positive, method, groups)
+    except ValueError as exc:
+        raise CxrError(f"{predictions}: {exc}") from exc
     if fitted.method == "none":
         raise CxrError(f"{predictions}: {fitted.verdict}; {model} is left as it is")
     before = calibration_error(targets, probs, card.positive)

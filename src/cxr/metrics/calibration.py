@@ -156,13 +156,23 @@ def choose_calibration(
         scores |= {m: calibration_error(y, _softmax(oof[m])) for m in methods}
     else:  # too few of a class to hold any out: fit, but say it could not be checked
         scores = {}
+    # a slope <= 0 would turn the ranking around: the model orders these images backwards (or
+    # not at all), and no calibration can make its decisions right
     if method == "auto":
-        best = min(methods, key=lambda m: scores.get(m, np.inf))
-        if not scores or scores[best] >= scores["none"]:
+        better = [m for m in sorted(methods, key=lambda m: scores.get(m, np.inf))
+                  if scores and scores[m] < scores["none"]]  # fmt: skip
+        fits = {m: FITTERS[m](z, y) for m in better}
+        kept = [m for m in better if min(fits[m].scale) > 0]
+        if not kept:
             return Calibration("none", candidates=scores, verdict=_verdict("none", scores, None))
+        best, fitted = kept[0], fits[kept[0]]
     else:
-        best = method
-    fitted = FITTERS[best](z, y)
+        best, fitted = method, FITTERS[method](z, y)
+        if min(fitted.scale) <= 0:
+            raise ValueError(
+                f"{best} scaling came out with a slope <= 0: the model ranks these images "
+                "backwards; calibrating cannot fix that"
+            )
     back = np.argsort(order)  # columns back in the model's class order
     return Calibration(
         best,
