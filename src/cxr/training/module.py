@@ -68,7 +68,7 @@ class XrayClassifier(L.LightningModule):
         x, y = batch
         logits = self(self._inputs(x, train=True))
         loss = self._loss(logits, y)
-        self.train_acc(logits.argmax(1), y)
+        self.train_acc.update(logits.argmax(1), y)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -77,8 +77,9 @@ class XrayClassifier(L.LightningModule):
         x, y = batch
         logits = self(self._inputs(x, train=False)).float()
         probs = logits.softmax(1)
-        self.val_auroc(probs[:, 1] if probs.shape[1] == 2 else probs, y)
-        self.val_acc(logits.argmax(1), y)
+        # update, not forward: a batch-level AUROC of a one-class batch is meaningless (and warns)
+        self.val_auroc.update(probs[:, 1] if probs.shape[1] == 2 else probs, y)
+        self.val_acc.update(logits.argmax(1), y)
         self.log("val_loss", self._loss(logits, y), on_epoch=True, sync_dist=True)
         self.log("val_auroc", self.val_auroc, on_epoch=True, prog_bar=True)
         self.log("val_acc", self.val_acc, on_epoch=True)
