@@ -150,7 +150,7 @@ def test_pacs_to_reviewed_dataset(
     assert {(r["sop_instance_uid"], r["label"]) for r in exported} == set(corrected.values())
     assert all(r["label"] != r["model_predicted"] for r in exported)
     assert _cxr("reviews", "export", "--db", db_url, "--out", out, check=False).returncode == 2
-    evaluation = _cxr("evaluate", model_file, "--data", out, "--out", tmp_path / "eval",
+    evaluation = _cxr("evaluate", model_file, out, "--out", tmp_path / "eval",
                       "--bootstrap", "20", "--workers", "0")  # fmt: skip
     with (tmp_path / "eval" / "predictions.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 3, evaluation.stdout

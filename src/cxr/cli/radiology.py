@@ -80,7 +80,7 @@ def export_command(
     the model against the radiologists.
 
     Example: cxr reviews export --db sqlite:///worklist.db --out reviewed
-    then: cxr evaluate runs/quick/model.pt --data reviewed
+    then: cxr evaluate runs/demo/model.pt reviewed
     """
     from cxr.store.database import open_database
     from cxr.store.export import export_reviews
