@@ -131,7 +131,7 @@ def ensemble_command(
     models: Annotated[
         list[Path], typer.Argument(help="Run folders or model files (the same classes and split).")
     ],
-    out: Annotated[Path, typer.Option(help="New folder for the ensemble's model.pt.")],
+    out: Annotated[Path, out_option("New folder for the ensemble's model.pt")],
     threshold_rule: Annotated[
         str | None,
         typer.Option(help="e.g. sensitivity>=0.95 or youden; default: the first member's rule."),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import app, console
+from cxr.cli.common import app, console, out_option
 from cxr.settings import WORKLIST_DB
 
 reviews_app = typer.Typer(help="The reviewed worklist: reviewers, and reviews out as a dataset.")
@@ -73,7 +73,7 @@ def listen_command(
 
 @reviews_app.command("export")
 def export_command(
-    out: Annotated[Path, typer.Option(help="New folder for labels.csv and image links.")],
+    out: Annotated[Path, out_option("New folder for labels.csv and image links")],
     db: DbOpt = WORKLIST_DB,
 ) -> None:
     """The reviewers' labels as a dataset `cxr train` and `cxr evaluate` read, e.g. to measure
