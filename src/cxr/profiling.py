@@ -15,12 +15,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
 from cxr.models import create_model
+from cxr.training.benchmark import train_step
 
 PART, OP = "part:", "op:"
 PADS = ("aten::pad", "aten::constant_pad_nd")  # timm's Conv2dSame pads before convolving
@@ -178,14 +178,6 @@ def _charge(events) -> dict[tuple[str, str], float]:
     return time_by
 
 
-def _step(model, optimizer, x, y, bf16: bool) -> None:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = F.cross_entropy(model(x).float(), y)
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 def _shares(time_by: dict[str, float], gflop_by: dict[str, float], seconds: float) -> list[Share]:
     total = sum(time_by.values())
     rows = []
@@ -218,14 +210,14 @@ def profile_training_step(
         model = copy.deepcopy(base).train().to(memory_format=memory)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         xs = x.contiguous(memory_format=memory)
-        _step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
+        train_step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
         setups[variant] = (model, optimizer, xs, precision == "bf16")
     best: dict[str, float] = defaultdict(float)
     for _ in range(2):  # unprofiled, interleaved: the step time the shares divide
         for variant, (model, optimizer, xs, bf16) in setups.items():
             start = time.perf_counter()
             for _ in range(steps):
-                _step(model, optimizer, xs, y, bf16)
+                train_step(model, optimizer, xs, y, bf16)
             best[variant] = max(best[variant], steps * batch / (time.perf_counter() - start))
     results = []
     for variant, (model, optimizer, xs, bf16) in setups.items():
@@ -233,7 +225,7 @@ def profile_training_step(
         try:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(steps):
-                    _step(model, optimizer, xs, y, bf16)
+                    train_step(model, optimizer, xs, y, bf16)
         finally:
             ranges.remove()
         charged = _charge(prof.events())

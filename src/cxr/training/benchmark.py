@@ -31,7 +31,8 @@ class TrainSpeed:
         return asdict(self)
 
 
-def _step(model, optimizer, x, y, bf16: bool) -> None:
+def train_step(model, optimizer, x, y, bf16: bool) -> None:
+    """One plain optimiser step, as the benchmarks and the profile time it."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = F.cross_entropy(model(x).float(), y)
     loss.backward()
@@ -63,14 +64,14 @@ def train_throughput(
         model = model.to(memory_format=memory)
         xs = x.contiguous(memory_format=memory)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        _step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
+        train_step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
         setups[precision, fmt] = (model, optimizer, xs)
     best: dict[tuple[str, str], float] = {}
     for _ in range(rounds):  # interleaved rounds; the best round of each variant counts
         for key, (model, optimizer, xs) in setups.items():
             start = time.perf_counter()
             for _ in range(steps):
-                _step(model, optimizer, xs, y, key[0] == "bf16")
+                train_step(model, optimizer, xs, y, key[0] == "bf16")
             rate = steps * batch / (time.perf_counter() - start)
             best[key] = max(best.get(key, 0.0), rate)
     return [
