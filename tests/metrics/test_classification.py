@@ -7,6 +7,7 @@ from cxr.metrics.classification import (
     binary_metrics,
     expected_calibration_error,
     multiclass_metrics,
+    operating_points,
 )
 
 TRUTH = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
@@ -63,3 +64,17 @@ def test_multiclass_metrics_by_hand():
     assert m["per_class"]["b"]["auroc"] == 1.0
     # class a: .8 .4 against .1 .2 .1 .1 -> all won; class c: .7 .6 against .1 .1 .2 .2 -> all
     assert m["macro_auroc"] == 1.0
+
+
+def test_operating_points_match_binary_metrics_at_every_threshold():
+    points = operating_points(TRUTH, P)
+    # distinct probabilities, highest first; 0.1 appears twice
+    assert points["threshold"] == sorted(set(P.tolist()), reverse=True)
+    for k, t in enumerate(points["threshold"]):
+        m = binary_metrics(TRUTH, P, t)
+        assert [points[c][k] for c in ("tp", "fp", "fn", "tn")] == [
+            m[c] for c in ("tp", "fp", "fn", "tn")
+        ]
+    # by hand at 0.4: .9 .8 .4 positive-and-true, .6 .7 false alarms
+    k = points["threshold"].index(0.4)
+    assert (points["tp"][k], points["fp"][k], points["fn"][k], points["tn"][k]) == (3, 2, 1, 4)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cxr.metrics.stats import bootstrap_intervals, delong_test, mcnemar_test
+from cxr.metrics.stats import (
+    bootstrap_intervals,
+    delong_test,
+    exact_interval,
+    exact_where_needed,
+    mcnemar_test,
+)
 
 
 def test_delong_worked_example():
@@ -67,3 +73,17 @@ def test_bootstrap_reproducible_and_by_patient():
     by_patient = bootstrap_intervals(mean, 6, ["a", "a", "b", "b", "a", "b"], n=300, seed=4)
     assert by_image["mean"] == pytest.approx((1 / 6, 5 / 6))
     assert by_patient["mean"] == (0.0, 1.0)
+
+
+def test_exact_intervals_for_perfect_and_small_samples():
+    # Clopper-Pearson at 0 / 10: upper = 1 - 0.025 ** (1 / 10); at 10 / 10 the mirror image
+    assert exact_interval(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)))
+    assert exact_interval(10, 10) == pytest.approx((0.025 ** (1 / 10), 1.0))
+    counts = {"tp": 12, "fn": 0, "tn": 500, "fp": 40}
+    intervals = {"sensitivity": (1.0, 1.0), "specificity": (0.9, 0.95), "npv": (0.99, 1.0)}
+    replaced = exact_where_needed(counts, intervals)
+    # sensitivity 12 / 12 (small, perfect) and NPV 500 / 500 (perfect) are replaced; precision
+    # 12 / 52, specificity 500 / 540 and accuracy 512 / 552 keep the bootstrap's
+    assert replaced == {"sensitivity": "exact", "npv": "exact"}
+    assert intervals["sensitivity"] == pytest.approx((0.025 ** (1 / 12), 1.0))
+    assert intervals["specificity"] == (0.9, 0.95)

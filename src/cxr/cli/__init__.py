@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cxr.cli import evaluate, predict, train  # noqa: F401  (registers their commands)
 from cxr.cli.benchmark import benchmark_app
-from cxr.cli.common import app, console
+from cxr.cli.common import app, say
 from cxr.cli.data import data_app
 from cxr.errors import CxrError
 
@@ -17,5 +17,5 @@ def main() -> None:
     try:
         app()
     except CxrError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        say("error:", str(exc))
         raise SystemExit(2) from None

@@ -8,10 +8,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from cxr.settings import data_root
 
-console = Console(soft_wrap=True)  # never break a file path across lines
+# Messages carry file names and install hints such as `pip install 'cxr[dicom]'`: printed as they
+# are, never read as rich markup (which would swallow "[dicom]") nor recoloured by the highlighter.
+console = Console(soft_wrap=True, markup=False, highlight=False)  # soft: never break a file path
+STYLES = {"error:": "bold red", "warning:": "bold yellow", "skipped": "red", "unreadable": "red"}
+
+
+def say(label: str, message: str) -> None:
+    """One line led by a coloured label ("error", "warning", "skipped", "unreadable")."""
+    console.print(Text.assemble((label, STYLES[label]), " ", message))
+
+
 app = typer.Typer(
     help="cxr: chest X-ray classification you can trust.\n\n"
     "Example: cxr data inspect ../shared/data/chest_xray",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cxr.cli.common import NegativeOpt, SchemeOpt, console, progress
+from cxr.cli.common import NegativeOpt, SchemeOpt, console, progress, say
 from cxr.cli.common import dataset as find_dataset
 from cxr.errors import CxrError
 
@@ -68,7 +68,7 @@ def data_inspect(
     )
     console.print(f"unreadable files: {len(summary.unreadable)}")
     for bad in summary.unreadable:
-        console.print(f"  [red]{bad['path']}[/red]: {bad['reason']}")
+        say("unreadable", f"{bad['path']}: {bad['reason']}")
     console.print(f"wrote {out / 'summary.json'}, {chart}, {montage}")
 
 
@@ -108,7 +108,7 @@ def data_cache(
         f"({first_s / max(second_s, 1e-9):.1f}x faster); checksum {checksum}"
     )
     for bad in first.failures:
-        console.print(f"  [red]{bad.path}[/red]: {bad.reason}")
+        say("unreadable", f"{bad.path}: {bad.reason}")
 
 
 @data_app.command("download")

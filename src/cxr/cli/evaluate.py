@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cxr.cli.common import app, console, progress
+from cxr.cli.common import app, console, progress, say
 from cxr.cli.render import print_scores
 from cxr.errors import CxrError
 from cxr.settings import data_root
@@ -63,9 +63,9 @@ def evaluate_command(
             label_map=parse_label_map(label_map),
         )
     for warning in result.warnings:
-        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+        say("warning:", warning)
     for path, reason in result.failures:
-        console.print(f"[red]unreadable[/red] {path}: {reason}", highlight=False)
+        say("unreadable", f"{path}: {reason}")
     print_scores(result.predictions, result.scores)
     console.print(f"evaluation folder: {result.out}")
 
@@ -141,7 +141,7 @@ def compare_command(
             f"McNemar {pair.mcnemar.only_a_right}/{pair.mcnemar.only_b_right} "
             f"p={pair.mcnemar.p_value:.3g}"
         )
-        console.print(text, highlight=False)
+        console.print(text)
     console.print(f"comparison folder: {target}")
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cxr.cli.common import app, console, progress
+from cxr.cli.common import app, console, progress, say
 from cxr.errors import CxrError
 
 
@@ -26,7 +26,12 @@ def predict_command(
         typer.Option(help="Write the worklist here (.csv or .json; never overwritten)."),
     ] = None,
     cam: Annotated[
-        Path | None, typer.Option(help="New folder for Grad-CAM overlays, one PNG per image.")
+        Path | None,
+        typer.Option(help="New folder for Grad-CAM heat maps, one PNG per image."),
+    ] = None,
+    cam_class: Annotated[
+        str | None,
+        typer.Option(help="Class the heat maps explain (default: the positive class)."),
     ] = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table (screen only), csv or json.")
@@ -35,13 +40,20 @@ def predict_command(
     workers: Annotated[int, typer.Option(help="Decoding processes.")] = 2,
     show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
 ) -> None:
-    """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
-    and flags for images that are probably not frontal chest X-rays. Exit code 1 when some files
-    could not be read (they are listed), 0 otherwise.
+    """A triage worklist, most urgent first: probabilities and the decision at the model's
+    threshold. Images that are probably not frontal chest X-rays are listed apart, not scored;
+    X-rays unlike the training data carry a warning. Exit code 1 when some files could not be
+    read (they are listed), 0 otherwise.
 
     Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
     """
-    from cxr.inference.predict import expand, predict_paths
+    from cxr.inference.predict import (
+        cam_caption,
+        expand,
+        explained_class,
+        known_class,
+        predict_paths,
+    )
     from cxr.inference.predictor import TorchPredictor, load_predictor
 
     if output_format not in {"table", "csv", "json"}:
@@ -52,16 +64,18 @@ def predict_command(
     predictor = load_predictor(model)
     if cam is not None and not isinstance(predictor, TorchPredictor):
         raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
+    if cam_class is not None:
+        known_class(predictor, cam_class)  # a typo is refused before any work
     total = len(expand(inputs))
     with progress("predicting", total) as bar:
         worklist = predict_paths(
             predictor, inputs, batch, workers, lambda n: bar.advance(bar.task_ids[0], n)
         )
     table = Table(
-        title=f"worklist: {len(worklist.rows)} images, most urgent first "
+        title=f"worklist: {len(worklist.rows)} X-rays, most urgent first "
         f"(urgency = {worklist.urgency_of})"
     )
-    for column in ("rank", "file", "urgency", "predicted", "flags"):
+    for column in ("rank", "file", "urgency", "decision", "warnings"):
         table.add_column(column)
     for row in worklist.rows[:show]:
         table.add_row(
@@ -69,12 +83,19 @@ def predict_command(
             Path(row.path).name,
             f"{row.urgency:.3f}",
             row.predicted,
-            "; ".join(row.flags),
+            "; ".join(row.warnings),
         )
+    apart = Table(title=f"not scored: {len(worklist.not_scored)} probably not frontal chest X-rays")
+    for column in ("file", "why"):
+        apart.add_column(column)
+    for row in worklist.not_scored[:show]:
+        apart.add_row(Path(row.path).name, "; ".join(row.flags))
     if output_format == "table" or out is None:
         console.print(table)
         if len(worklist.rows) > show:
             console.print(f"... {len(worklist.rows) - show} more (--show, --out)")
+        if worklist.not_scored:
+            console.print(apart)
     if out is not None:
         worklist.write(out, "json" if output_format == "json" or out.suffix == ".json" else "csv")
         console.print(f"worklist: {out}")
@@ -82,24 +103,27 @@ def predict_command(
         console.print(
             json.dumps(worklist.to_dicts(), indent=2)
             if output_format == "json"
-            else worklist.csv_text().rstrip(),
-            highlight=False,
+            else worklist.csv_text().rstrip()
         )
     if cam is not None:
         from cxr.data.reader import read_image
-        from cxr.inference.cam import heat_map, save_overlay
+        from cxr.inference.cam import heat_map, save_explained
 
         cam.mkdir(parents=True)
-        for row in worklist.rows:
+        for row in worklist.rows + worklist.not_scored:
             image = read_image(row.path)
-            index = worklist.classes.index(row.predicted)
-            name = f"{row.rank:04d}_{Path(row.path).stem}.png"
-            save_overlay(image, heat_map(predictor.model, image, index), cam / name)
-        console.print(f"Grad-CAM overlays: {cam}")
+            explained = explained_class(predictor, row.probs, cam_class)
+            index = worklist.classes.index(explained)
+            prefix = f"{row.rank:04d}" if row.rank else "not-scored"
+            name = f"{prefix}_{Path(row.path).stem}.png"
+            caption = cam_caption(worklist.classes, row.probs, explained)
+            caption = f"{Path(row.path).name} · {caption}"
+            save_explained(image, heat_map(predictor.model, image, index), caption, cam / name)
+        console.print(f"Grad-CAM heat maps: {cam}")
     for path, reason in worklist.failures:
-        console.print(f"[red]skipped[/red] {path}: {reason}", highlight=False)
+        say("skipped", reason if reason.startswith(path) else f"{path}: {reason}")
     if worklist.failures:
-        console.print(f"{len(worklist.failures)} file(s) skipped", highlight=False)
+        console.print(f"{len(worklist.failures)} file(s) skipped")
         raise SystemExit(1)
 
 

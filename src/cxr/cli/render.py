@@ -25,12 +25,14 @@ def print_scores(p, scores: dict) -> None:
         if p.binary
         else ("macro_auroc", "weighted_auroc", "accuracy", "balanced_accuracy")
     )
-    table = Table(title=f"{p.name} on {m['n']} {p.split} images")
+    table = Table(title=f"{p.name} on {m['n']} images ({p.described})")
     for column in ("metric", "value", "95 % CI"):
         table.add_column(column)
     for key in keys:
         lo_hi = ci.get(key)
-        table.add_row(key, f"{m[key]:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else "")
+        exact = " (exact)" if key in scores.get("ci_method", {}) else ""
+        interval = f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}{exact}" if lo_hi else ""
+        table.add_row(key, f"{m[key]:.4f}", interval)
     for name, value in (m.get("pairwise_auroc") or {}).items():
         table.add_row(f"AUROC {name}", f"{value:.4f}", "")
     console.print(table)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import app, console
+from cxr.cli.common import app, console, say
 from cxr.cli.render import print_cv, print_scores
 from cxr.errors import CxrError
 
@@ -48,10 +48,10 @@ def study(
 
     result = run_study(config, list(ctx.args), bootstrap)
     for warning in result.evaluation.warnings:
-        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False)
+        say("warning:", warning)
     print_scores(result.evaluation.predictions, result.evaluation.scores)
     console.print(f"run folder: {result.run}")
-    console.print(f"report: {result.report.resolve()}", highlight=False)
+    console.print(f"report: {result.report.resolve()}")
 
 
 @app.command("cv", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -13,7 +13,7 @@ import numpy as np
 
 from cxr.errors import CxrError
 from cxr.metrics.classification import binary_metrics, multiclass_metrics, one_vs_rest_auroc
-from cxr.metrics.stats import bootstrap_intervals
+from cxr.metrics.stats import bootstrap_intervals, exact_where_needed
 from cxr.models.card import ModelCard, normal_index
 from cxr.models.io import read_card
 
@@ -46,6 +46,13 @@ class Predictions:
     @property
     def targets(self) -> np.ndarray:
         return np.array([self.classes.index(label) for label in self.labels])
+
+    @property
+    def described(self) -> str:
+        """The images in words: "tuning", "internal-test", "all of <folder>"."""
+        if self.split == "all" and self.data:
+            return f"all of {Path(self.data).name}"
+        return self.split
 
     @property
     def binary(self) -> bool:
@@ -183,9 +190,11 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0) -> dict:
             point["abnormal_vs_normal"] = binary_metrics(*view, 0.5)
     groups = p.patients if all(p.patients) else None
     ci = bootstrap_intervals(lambda rows: _point(p, rows), len(everything), groups, bootstrap, seed)
+    exact = exact_where_needed(point, ci) if p.binary else {}
     return {
         "metrics": point,
         "ci95": ci,
+        "ci_method": exact,  # metrics whose interval is exact (Clopper-Pearson), not bootstrap
         "bootstrap": {
             "resamples": bootstrap,
             "seed": seed,

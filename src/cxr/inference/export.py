@@ -81,7 +81,7 @@ def _quantize(fp32: Path, out: Path, images: list[Path]) -> Path:
     quantize_static(
         str(prepared),
         str(out),
-        _Calibration(images, source.preprocessing, source.input),
+        _Calibration(images, source.card.preprocessing, source.input),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         weight_type=QuantType.QInt8,

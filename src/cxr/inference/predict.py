@@ -1,5 +1,6 @@
-"""`cxr predict`: files and folders in, a triage worklist out, most urgent first. A bad file is
-listed with its reason and skipped; it never stops the batch."""
+"""`cxr predict` and the service's triage: files and folders in, a worklist out, most urgent first.
+Images that are probably not frontal chest X-rays are never ranked among them: they go to a "not
+scored" group. A bad file is listed with its reason and skipped; it never stops the batch."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from cxr.data.image import XrayImage
 from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
-from cxr.inference.plausibility import flags
+from cxr.inference.plausibility import flags, out_of_population
 from cxr.inference.predictor import Predictor
+from cxr.models.card import normal_index
 
 
 def expand(inputs: Sequence[Path]) -> list[Path]:
@@ -39,6 +42,7 @@ class _Inputs(Dataset):
 
     def __init__(self, paths: list[Path], predictor: Predictor) -> None:
         self.paths, self.prep = paths, predictor.card.preprocessing
+        self.population = predictor.card.population
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,11 +52,22 @@ class _Inputs(Dataset):
             image = read_image(self.paths[i])
         except ImageReadError as exc:
             return i, None, str(exc)
-        return i, self.prep.to_array(image.pixels), flags(image)
+        return i, self.prep.to_array(image.pixels), notes(image, self.population)
 
 
 def _collate(items):
     return items
+
+
+@dataclass
+class Notes:
+    flags: list[str]  # why it is probably not a frontal chest X-ray: then it is not ranked
+    warnings: list[str]  # why an X-ray is unlike the training population: ranked, with a warning
+
+
+def notes(image: XrayImage, population: dict | None) -> Notes:
+    """`population`: the model card's training ranges (see cxr.data.population), if recorded."""
+    return Notes(flags(image), out_of_population(image, population))
 
 
 @dataclass
@@ -62,15 +77,24 @@ class Row:
     predicted: str
     urgency: float
     flags: list[str]
-    rank: int = 0
+    warnings: list[str] = field(default_factory=list)
+    rank: int = 0  # 1 = most urgent; 0 = not scored (see `flags`)
+
+    @property
+    def scored(self) -> bool:
+        return not self.flags
 
 
 @dataclass
 class Worklist:
+    """`rows`: the X-rays, ranked; `not_scored`: images flagged as probably not frontal chest
+    X-rays, unranked; `failures`: files that could not be read, with the reason."""
+
     classes: list[str]
     rows: list[Row]
     failures: list[tuple[str, str]] = field(default_factory=list)
     urgency_of: str = ""
+    not_scored: list[Row] = field(default_factory=list)
 
     def write(self, out: Path, fmt: str) -> None:
         if fmt == "json":
@@ -90,41 +114,83 @@ class Worklist:
         return zip(self.classes, probs, strict=True)
 
     def to_dicts(self) -> list[dict]:
-        return [
+        """One record per file, in the order a reader works: the ranked X-rays, then the images
+        not scored (no probabilities: they would mean nothing), then the skipped files with the
+        reason in `flags`."""
+        blank = {f"p_{c}": "" for c in self.classes} | {"predicted": "", "urgency": ""}
+        ranked = [
             {
                 "rank": r.rank,
+                "group": "ranked",
                 "path": r.path,
-                **{
-                    f"p_{c}": round(float(v), 6) for c, v in zip(self.classes, r.probs, strict=True)
-                },
+                **{f"p_{c}": round(float(v), 6) for c, v in self._named(r.probs)},
                 "predicted": r.predicted,
                 "urgency": round(r.urgency, 6),
-                "flags": "; ".join(r.flags),
+                "flags": "",
+                "warnings": "; ".join(r.warnings),
             }
             for r in self.rows
         ]
+        unscored = [
+            {"rank": "", "group": "not scored", "path": r.path, **blank,
+             "flags": "; ".join(r.flags), "warnings": "; ".join(r.warnings)}
+            for r in self.not_scored
+        ]  # fmt: skip
+        skipped = [
+            {"rank": "", "group": "skipped", "path": path, **blank, "flags": why, "warnings": ""}
+            for path, why in self.failures
+        ]
+        return ranked + unscored + skipped
+
+
+def known_class(predictor: Predictor, name: str) -> str:
+    classes = predictor.card.classes
+    if name not in classes:
+        raise CxrError(f"no class {name!r} in this model; it predicts {', '.join(classes)}")
+    return name
+
+
+def explained_class(predictor: Predictor, probs: np.ndarray, chosen: str | None = None) -> str:
+    """The class a heat map explains: `chosen` if given, else the positive class of a binary
+    model (a NORMAL image then shows what evidence for disease there is, not why it is normal),
+    else the most probable class that is not normal."""
+    card = predictor.card
+    if chosen is not None:
+        return known_class(predictor, chosen)
+    if card.positive_class is not None:
+        return card.positive_class
+    normal = normal_index(card.classes)
+    candidates = [i for i in range(len(card.classes)) if i != normal]
+    return card.classes[max(candidates, key=lambda i: probs[i])]
+
+
+def cam_caption(classes: list[str] | tuple[str, ...], probs: np.ndarray, explained: str) -> str:
+    p = float(probs[list(classes).index(explained)])
+    return f"Grad-CAM evidence for {explained}, P({explained}) = {100 * p:.1f} %"
 
 
 def score(
-    predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[list[str]]
+    predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[Notes]
 ) -> list[Row]:
     """One batch of preprocessed images to unranked worklist rows; the card decides and ranks."""
     card = predictor.card
     probs = predictor.predict(np.stack(arrays))
     decided, urgency = card.decide(probs), card.urgency(probs)
     return [
-        Row(name, p, card.classes[d], float(u), f)
-        for name, p, d, u, f in zip(names, probs, decided, urgency, notes, strict=True)
+        Row(name, p, card.classes[d], float(u), n.flags, n.warnings)
+        for name, p, d, u, n in zip(names, probs, decided, urgency, notes, strict=True)
     ]
 
 
 def ranked(predictor: Predictor, rows: list[Row], failures: list[tuple[str, str]]) -> Worklist:
-    rows = sorted(rows, key=lambda r: -r.urgency)
-    for k, row in enumerate(rows, 1):
+    """Rank the X-rays by urgency; set the flagged images apart, in the order given."""
+    xrays = sorted((r for r in rows if r.scored), key=lambda r: -r.urgency)
+    for k, row in enumerate(xrays, 1):
         row.rank = k
     card = predictor.card
     what = f"P({card.positive_class})" if card.binary else "P(not normal)"
-    return Worklist(list(card.classes), rows, failures, what)
+    others = [r for r in rows if not r.scored]
+    return Worklist(list(card.classes), xrays, failures, what, others)
 
 
 def predict_paths(

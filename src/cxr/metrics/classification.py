@@ -118,3 +118,23 @@ def multiclass_metrics(targets: np.ndarray, probs: np.ndarray, classes: list[str
         out[f"macro_{key}"] = float(np.mean(values))
         out[f"weighted_{key}"] = float(np.sum(values * weights) / weights.sum())
     return out
+
+
+def operating_points(truth: np.ndarray, p: np.ndarray) -> dict[str, list]:
+    """The confusion counts at every distinct probability as threshold, highest first, under the
+    rule of `binary_metrics` (p >= threshold is positive): a threshold slider looks its counts
+    up here instead of recomputing them. Between two listed thresholds the counts are those of
+    the higher one; above the first, nothing is positive."""
+    truth = np.asarray(truth).astype(int)
+    p = np.asarray(p, float)
+    thresholds = np.unique(p)[::-1]
+    positives, negatives = np.sort(p[truth == 1]), np.sort(p[truth == 0])
+    tp = len(positives) - np.searchsorted(positives, thresholds, side="left")
+    fp = len(negatives) - np.searchsorted(negatives, thresholds, side="left")
+    return {
+        "threshold": thresholds.tolist(),
+        "tp": tp.tolist(),
+        "fp": fp.tolist(),
+        "fn": (len(positives) - tp).tolist(),
+        "tn": (len(negatives) - fp).tolist(),
+    }

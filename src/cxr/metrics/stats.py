@@ -115,3 +115,33 @@ def mcnemar_test(truth: np.ndarray, decided_a: np.ndarray, decided_b: np.ndarray
         return McNemarResult(b, c, float(min(b, c)), float(p), True)
     statistic = (abs(b - c) - 1) ** 2 / (b + c)
     return McNemarResult(b, c, float(statistic), float(stats.chi2.sf(statistic, 1)), False)
+
+
+EXACT_BELOW = 30  # denominators under this get an exact interval instead of the bootstrap's
+PROPORTIONS = {  # metric: (numerator, denominator) as confusion counts
+    "sensitivity": (("tp",), ("tp", "fn")),
+    "specificity": (("tn",), ("tn", "fp")),
+    "precision": (("tp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+    "accuracy": (("tp", "tn"), ("tp", "tn", "fp", "fn")),
+}
+
+
+def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a proportion k / n: never narrower than it should be, and
+    not degenerate at 0 / n or n / n as a bootstrap of a perfect sample is."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def exact_where_needed(point: dict, intervals: dict) -> dict[str, str]:
+    """Replace, in place, the bootstrap interval of each proportion in `point` (binary metrics
+    with their counts) by the exact one where its denominator is small or the proportion is
+    0 or 1; returns {metric: "exact"} for the ones replaced."""
+    replaced = {}
+    for key, (top, bottom) in PROPORTIONS.items():
+        k, n = sum(point[c] for c in top), sum(point[c] for c in bottom)
+        if n and (n < EXACT_BELOW or k in (0, n)):
+            intervals[key] = exact_interval(k, n)
+            replaced[key] = "exact"
+    return replaced

@@ -21,14 +21,23 @@ from PIL import Image as PILImage
 
 from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
-from cxr.errors import ImageProblem, ImageReadError
-from cxr.inference.plausibility import flags
-from cxr.inference.predict import Row, ranked, score
+from cxr.errors import CxrError, ImageProblem, ImageReadError
+from cxr.evaluation.explorer import WIDGET, card_explorer
+from cxr.inference.predict import (
+    Row,
+    cam_caption,
+    explained_class,
+    known_class,
+    notes,
+    ranked,
+    score,
+)
 from cxr.inference.predictor import TorchPredictor, load_predictor
 
 TOKEN_ENV = "CXR_API_TOKEN"
 PAGE = Path(__file__).with_name("static") / "index.html"
 UNSUPPORTED = {ImageProblem.NOT_AN_IMAGE, ImageProblem.UNSUPPORTED}
+THUMBNAIL = 96  # px, the longer side of a worklist thumbnail
 
 
 @dataclass(frozen=True)
@@ -71,18 +80,31 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     def infer(images: list[XrayImage], names: list[str]) -> list[Row]:
         arrays = [predictor.card.preprocessing.to_array(im.pixels) for im in images]
-        return score(predictor, names, arrays, [flags(im) for im in images])
+        population = predictor.card.population
+        return score(predictor, names, arrays, [notes(im, population) for im in images])
 
     cam_model = copy.deepcopy(predictor.model) if isinstance(predictor, TorchPredictor) else None
     cam_lock = threading.Lock()  # Grad-CAM hooks its model: one heat map at a time, on a copy
 
-    def heat_map_urls(image: XrayImage, row: Row) -> tuple[str, str]:
-        """The overlay and the plain image, both as PNG data URLs (a browser cannot show DICOM)."""
-        from cxr.inference.cam import heat_map, overlay
+    def heat_map_urls(image: XrayImage, row: Row, chosen: str | None) -> dict:
+        """The heat map for the explained class (the positive one unless chosen), as the overlay,
+        the bare RGBA layer and its colour bar, with the plain image: PNG data URLs, since a
+        browser cannot show DICOM."""
+        from cxr.inference.cam import colour_bar, heat_layer, heat_map, overlay
 
+        classes = predictor.card.classes
+        explained = explained_class(predictor, row.probs, chosen)
         with cam_lock:
-            cam = heat_map(cam_model, image, predictor.card.classes.index(row.predicted))
-        return _png_url(overlay(image, cam)), _png_url(PILImage.fromarray(image.pixels))
+            cam = heat_map(cam_model, image, classes.index(explained))
+        return {
+            "cam": _png_url(overlay(image, cam)),
+            "heat": _png_url(heat_layer(cam)),
+            "image": _png_url(PILImage.fromarray(image.pixels)),
+            "legend": _png_url(colour_bar()),
+            "cam_class": explained,
+            "cam_probability": float(row.probs[classes.index(explained)]),
+            "cam_caption": cam_caption(classes, row.probs, explained),
+        }
 
     def as_json(row: Row) -> dict:
         return {
@@ -93,6 +115,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "predicted": row.predicted,
             "urgency": row.urgency,
             "flags": row.flags,
+            "warnings": row.warnings,
             "not_a_frontal_xray": bool(row.flags),
         }
 
@@ -115,13 +138,38 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         """The tuning split's calibrated predictions: an operating-point explorer works on them."""
         return predictor.card.tuning
 
+    explorer = card_explorer(predictor.card)
+
+    @app.get("/api/operating-points", dependencies=[Depends(authorised)])
+    async def operating_points() -> dict:
+        """Confusion counts at every threshold over the tuning split's predictions, counted by
+        the metrics kernel, for the page's threshold slider (no file names, no patients)."""
+        if explorer is None:
+            raise HTTPException(404, "this model file stores no tuning-split predictions")
+        return explorer
+
+    @app.get("/explorer.js", include_in_schema=False)
+    async def explorer_widget() -> Response:
+        return Response(WIDGET.read_text(), media_type="text/javascript")
+
     @app.post("/api/predict", dependencies=[Depends(authorised)])
     async def predict(
         file: Annotated[UploadFile, File(description="A JPEG, PNG or DICOM chest X-ray.")],
         cam: Annotated[
-            bool, Query(description="Add the Grad-CAM overlay as a PNG data URL.")
+            bool, Query(description="Add the Grad-CAM heat map and the image as PNG data URLs.")
         ] = False,
+        cam_class: Annotated[
+            str | None,
+            Query(description="The class the heat map explains (default: the positive class)."),
+        ] = None,
     ) -> dict:
+        if cam and not isinstance(predictor, TorchPredictor):
+            raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")
+        if cam_class is not None:
+            try:
+                known_class(predictor, cam_class)
+            except CxrError as exc:
+                raise HTTPException(422, str(exc)) from None
         image = await read_upload(file)
         name = file.filename or "upload"
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
@@ -132,10 +180,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "cam": None,
         }
         if cam:
-            if not isinstance(predictor, TorchPredictor):
-                raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")
-            answer["cam"], answer["image"] = await anyio.to_thread.run_sync(
-                heat_map_urls, image, row, limiter=limiter
+            answer |= await anyio.to_thread.run_sync(
+                heat_map_urls, image, row, cam_class, limiter=limiter
             )
         return answer
 
@@ -158,6 +204,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         rows = (
             await anyio.to_thread.run_sync(infer, images, names, limiter=limiter) if images else []
         )
+        thumbnails = {id(row): _thumbnail_url(im) for row, im in zip(rows, images, strict=True)}
         worklist = ranked(predictor, rows, failures)
         if output == "csv":
             return Response(
@@ -168,12 +215,26 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return JSONResponse(
             {
                 "urgency": worklist.urgency_of,
-                "worklist": [{"rank": r.rank, **as_json(r)} for r in worklist.rows],
+                "worklist": [
+                    {"rank": r.rank, **as_json(r), "thumbnail": thumbnails[id(r)]}
+                    for r in worklist.rows
+                ],
+                "not_scored": [
+                    {**as_json(r), "thumbnail": thumbnails[id(r)]} for r in worklist.not_scored
+                ],
                 "skipped": [{"filename": n, "reason": why} for n, why in worklist.failures],
             }
         )
 
     return app
+
+
+def _thumbnail_url(image: XrayImage) -> str:
+    picture = PILImage.fromarray(image.pixels)
+    picture.thumbnail((THUMBNAIL, THUMBNAIL))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _png_url(picture: PILImage.Image) -> str:
