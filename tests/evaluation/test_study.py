@@ -222,7 +222,7 @@ def test_report_renders_every_figure_in_chromium(runs, tmp_path):
 
 def test_report_slider_agrees_with_cxr_evaluate(runs, tmp_path):
     """The report's explorer at a threshold shows what `cxr evaluate --threshold` reports for
-    the same validation images (positive iff p >= threshold)."""
+    the same tuning-split images (positive iff p >= threshold)."""
     model = runs["small"] / "model.pt"
     report = build_report([runs["small"]], tmp_path / "r.html", 20)
     with sync_playwright() as p:
@@ -233,7 +233,7 @@ def test_report_slider_agrees_with_cxr_evaluate(runs, tmp_path):
         page.goto(report.as_uri())
         for threshold in ("0.3", "0.6"):
             result = _cxr(
-                "evaluate", model, "--split", "validation", "--threshold", threshold,
+                "evaluate", model, "--split", "tuning", "--threshold", threshold,
                 "--out", tmp_path / threshold,
                 "--bootstrap", "10",
             )  # fmt: skip

@@ -15,7 +15,7 @@ from cxr.errors import DatasetError, ImageReadError
 
 COVERAGE = (0.5, 99.5)  # percentiles: the range leaves out the most extreme 1 % of images
 SIZE = (224, 224)  # where the statistics are measured
-STATISTICS = {"mean": "mean grey level", "std": "contrast (grey-level standard deviation)"}
+STATISTICS = {"pixel_mean": "mean grey level", "pixel_std": "contrast (grey-level spread)"}
 
 
 def image_statistics(pixels: np.ndarray) -> dict[str, float]:
@@ -24,7 +24,7 @@ def image_statistics(pixels: np.ndarray) -> dict[str, float]:
     smooths, and lowers the contrast)."""
     small = Image.fromarray(np.asarray(pixels, np.uint8)).resize(SIZE, Image.Resampling.BOX)
     grey = np.asarray(small, np.float32)
-    return {"mean": float(grey.mean()), "std": float(grey.std())}
+    return {"pixel_mean": float(grey.mean()), "pixel_std": float(grey.std())}
 
 
 def intensity_ranges(
@@ -32,10 +32,11 @@ def intensity_ranges(
     age_years: tuple[float, float] | None = None,
     coverage: tuple[float, float] = COVERAGE,
 ) -> dict:
-    """{"mean": [lo, hi], "std": [lo, hi], "age_years": [lo, hi] | None, "images": n,
-    "coverage": [p_lo, p_hi]} over the readable images among `paths` (training lists the
-    unreadable ones itself). `age_years`: the dataset's documented age range, for data without
-    DICOM ages (Kermany: 1-5); otherwise the range of the DICOM PatientAge values found."""
+    """{"pixel_mean": [lo, hi], "pixel_std": [lo, hi], "age_years": [lo, hi] | None,
+    "images": n, "coverage": [p_lo, p_hi]} (the keys of training's own summary) over the
+    readable images among `paths` (training lists the unreadable ones itself). `age_years`: the
+    dataset's documented age range, for data without DICOM ages (Kermany: 1-5); otherwise the
+    range of the DICOM PatientAge values found."""
     values: dict[str, list[float]] = {k: [] for k in STATISTICS}
     ages: list[float] = []
     for path in paths:
@@ -47,7 +48,7 @@ def intensity_ranges(
             values[key].append(value)
         if image.info.age_years is not None:
             ages.append(image.info.age_years)
-    if not values["mean"]:
+    if not values["pixel_mean"]:
         raise DatasetError("no readable image to compute the training population's ranges from")
     ranges: dict = {
         key: [float(np.percentile(v, coverage[0])), float(np.percentile(v, coverage[1]))]
@@ -56,6 +57,6 @@ def intensity_ranges(
     if age_years is None and ages:
         age_years = (min(ages), max(ages))
     ranges["age_years"] = [float(age_years[0]), float(age_years[1])] if age_years else None
-    ranges["images"] = len(values["mean"])
+    ranges["images"] = len(values["pixel_mean"])
     ranges["coverage"] = list(coverage)
     return ranges

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from cxr.data.image import XrayImage
-from cxr.data.population import STATISTICS, image_statistics
+from cxr.data.population import COVERAGE, STATISTICS, image_statistics
 
 RADIOGRAPHY = {"CR", "DX"}
 FRONTAL = {"PA", "AP"}
@@ -48,7 +48,7 @@ def out_of_population(image: XrayImage, population: dict | None) -> list[str]:
         out.append(
             f"patient age {shown} years, outside the training data's {ages[0]:g}–{ages[1]:g}"
         )
-    low, high = population.get("coverage", (0, 100))
+    low, high = population.get("coverage", COVERAGE)
     for key, value in image_statistics(image.pixels).items():
         lo_hi = population.get(key)
         if lo_hi and not lo_hi[0] <= value <= lo_hi[1]:
