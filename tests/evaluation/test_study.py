@@ -4,6 +4,8 @@ and the report opened in a real Chromium."""
 import base64
 import csv
 import json
+import math
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from cxr.training.config import load_config
 from cxr.training.fit import fit
 
 CHROMIUM = shutil.which("chromium")
+SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
 
 
 def _run(tmp: Path, data: Path, name: str, *overrides: str) -> Path:
@@ -187,13 +190,26 @@ def test_cv_runs_every_fold_and_the_report_shows_the_spread(data, tmp_path, monk
     assert "Cross-validation" in out.read_text() and "2 patient folds" in out.read_text()
 
 
+def _look(page, folder: Path, name: str) -> None:
+    """A full-page screenshot (also into $CXR_SHOTS, to look at) and no sideways overflow."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SHOTS) / path.name)
+    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
+
+
 def test_report_renders_every_figure_in_chromium(runs, tmp_path):
     out = build_report([runs["small"], runs["wide"], runs["three"]], tmp_path / "r.html", 50)
     html = out.read_text()
     for text in ("Decisions and conclusions", "DeLong", "McNemar", "bacterial vs viral",
                  "Confusion matrix", "Learning curves", "Model: three", "internal test",
-                 "Calibration", "official test split"):  # fmt: skip
+                 "Calibration", "official test split", "Images from ",
+                 "Operating-point explorer", "width 8, depth 3"):  # fmt: skip
         assert text in html, text
+    assert "{'" not in html  # no raw Python dict in the model card
     uris = html.split('src="data:image/png;base64,')[1:]
     assert len(uris) >= 15
     for uri in uris:
@@ -205,11 +221,50 @@ def test_report_renders_every_figure_in_chromium(runs, tmp_path):
         browser = p.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(out.as_uri())
-        sizes = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
-        assert len(sizes) == len(uris) and all(w > 100 for w in sizes)
-        assert page.locator("h2", has_text="Decisions and conclusions").is_visible()
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        for width in (1280, 390):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(out.as_uri())
+            sizes = page.evaluate(
+                "Array.from(document.images).map(i => i.complete && i.naturalWidth)"
+            )
+            assert len(sizes) == len(uris) and all(w > 100 for w in sizes)
+            assert page.locator("h2", has_text="Decisions and conclusions").is_visible()
+            assert page.locator(".explorer .sensitivity").count() == 3  # two binary, one view
+            _look(page, tmp_path, f"report_{width}")
         browser.close()
-    assert (tmp_path / "report.png").stat().st_size > 50_000
+    assert (tmp_path / "report_1280.png").stat().st_size > 50_000
+
+
+def test_report_slider_agrees_with_cxr_evaluate(runs, tmp_path):
+    """The report's explorer at a threshold shows what `cxr evaluate --threshold` reports for
+    the same tuning-split images (positive iff p >= threshold)."""
+    model = runs["small"] / "model.pt"
+    report = build_report([runs["small"]], tmp_path / "r.html", 20)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(report.as_uri())
+        for threshold in ("0.3", "0.6"):
+            result = _cxr(
+                "evaluate", model, "--split", "tuning", "--threshold", threshold,
+                "--out", tmp_path / threshold,
+                "--bootstrap", "10",
+            )  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+            m = json.loads((tmp_path / threshold / "metrics.json").read_text())["metrics"]
+            page.locator(".explorer .threshold").fill(threshold)
+            for key, name in (("sensitivity", "sensitivity"), ("specificity", "specificity"),
+                              ("ppv", "precision"), ("npv", "npv")):  # fmt: skip
+                shown = page.locator(f".explorer dd.{key}").evaluate(
+                    "e => e.firstChild.textContent"
+                )
+                missing = m[name] is None or math.isnan(m[name])  # JSON NaN: no such call
+                if missing:
+                    assert shown == "n/a", (threshold, key, shown)
+                else:  # the page rounds half up, Python half to even: same number
+                    assert abs(float(shown.removesuffix(" %")) - 100 * m[name]) <= 0.0501, (
+                        threshold, key, shown, m[name],
+                    )  # fmt: skip
+        browser.close()

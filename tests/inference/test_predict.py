@@ -1,6 +1,7 @@
 """cxr predict, Grad-CAM and the ONNX export on real files, through the real command."""
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -15,14 +16,15 @@ from PIL import Image
 from skimage import data as photos
 from tests.conftest import as_nobody, save_tiny_model
 
+from cxr.data.population import intensity_ranges
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.inference.benchmark import BACKENDS
-from cxr.inference.cam import display_size, heat_map
+from cxr.inference.cam import heat_map
 from cxr.inference.export import export_onnx
-from cxr.inference.predict import predict_paths, pseudonym
+from cxr.inference.predict import explained_class, predict_paths, pseudonym
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
-from cxr.models import create_model
+from cxr.models import create_model, save_model
 from cxr.speed import forward_gflop
 
 MARKER = "SYNTHETIC"  # kermany_wrapped's PatientName is SYNTHETIC^PATIENT
@@ -39,20 +41,47 @@ def _cxr(*args):
     )
 
 
-def test_worklist_over_dicom_folders_flags_the_odd_headers(model_file, data, tmp_path):
+def test_worklist_keeps_the_odd_headers_out_of_the_ranking(model_file, data, tmp_path):
     out = tmp_path / "worklist.csv"
     result = _cxr("predict", model_file, data / "dicom_cxr", "--out", out, "--workers", 0)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 42  # 36 kermany_wrapped + 6 nih_udacity, found recursively
-    urgency = [float(r["urgency"]) for r in rows]
+    ranked = [r for r in rows if r["group"] == "ranked"]
+    urgency = [float(r["urgency"]) for r in ranked]
     assert urgency == sorted(urgency, reverse=True)
-    assert [int(r["rank"]) for r in rows] == list(range(1, 43))
-    assert all(float(r["urgency"]) == float(r["p_PNEUMONIA"]) for r in rows)
-    flagged = {r["path"].rsplit("/", 1)[1]: r["flags"] for r in rows if r["flags"]}
+    assert [int(r["rank"]) for r in ranked] == list(range(1, 40))
+    assert all(float(r["urgency"]) == float(r["p_PNEUMONIA"]) for r in ranked)
+    assert not any(r["flags"] for r in ranked)
+    flagged = {r["path"].rsplit("/", 1)[1]: r for r in rows if r["group"] == "not scored"}
     assert set(flagged) == {"test4.dcm", "test5.dcm", "test6.dcm"}
-    assert "RIBCAGE" in flagged["test4.dcm"] and "CT" in flagged["test5.dcm"]
-    assert "XX" in flagged["test6.dcm"]
+    assert "RIBCAGE" in flagged["test4.dcm"]["flags"] and "CT" in flagged["test5.dcm"]["flags"]
+    assert "XX" in flagged["test6.dcm"]["flags"]
+    assert all(r["rank"] == r["p_PNEUMONIA"] == r["predicted"] == "" for r in flagged.values())
+    assert rows[-3:] == list(flagged.values())  # after every X-ray, whatever their scores
+    assert "not scored: 3 probably not frontal chest X-rays" in result.stdout
+
+
+def test_worklist_warns_outside_the_training_population(data, tmp_path):
+    """The model card's population (ages 1-5, grey levels of real training images): the adult
+    NIH X-rays are ranked with a warning, the Kermany ones without."""
+    train = sorted((data / "chest_xray" / "train").rglob("*.jpeg"))[::13]  # 402, both classes
+    model = create_model("cxr_cnn").eval()
+    model.card = dataclasses.replace(
+        model.card, classes=("NORMAL", "PNEUMONIA"), population=intensity_ranges(train, (1, 5))
+    )
+    save_model(tmp_path / "model.pt", model)
+    folders = [data / "dicom_cxr" / "nih_udacity", data / "dicom_cxr" / "kermany_wrapped"]
+    worklist = predict_paths(load_predictor(tmp_path / "model.pt"), folders)
+    warned = {Path(r.path).name: r.warnings for r in worklist.rows if r.warnings}
+    assert {"test1.dcm", "test2.dcm", "test3.dcm"} <= set(warned)
+    assert warned["test3.dcm"][0] == "patient age 77 years, outside the training data's 1–5"
+    assert warned["test1.dcm"][1].startswith("mean grey level 180, outside the ")
+    assert warned["test1.dcm"][1].endswith(" of 99 % of the training images")
+    # Kermany's own films, at full size: a few in the tails of the training range, never by age
+    kermany = {n: w for n, w in warned.items() if not n.startswith("test")}
+    assert len(kermany) <= 3 and not any("patient age" in " ".join(w) for w in kermany.values())
+    assert len(worklist.rows) == 39 and len(worklist.not_scored) == 3
 
 
 def test_no_dicom_patient_field_in_any_output(model_file, data, tmp_path):
@@ -84,12 +113,17 @@ def test_a_dicom_scores_like_the_jpeg_it_wraps(model_file, data):
         assert np.abs(row.probs - by_path[source]).max() < 1e-4, row.path
 
 
-def test_bad_files_are_skipped_listed_and_set_the_exit_code(model_file, damaged_folder, tmp_path):
-    result = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
+def test_bad_files_are_skipped_listed_and_set_the_exit_code(
+    model_file, damaged_folder, data, tmp_path
+):
+    lossy = data / "dicom_samples" / "JPEG-lossy_12bit.dcm"  # needs an optional decoder
+    result = _cxr("predict", model_file, damaged_folder, lossy, "--out", tmp_path / "w.csv")
     assert result.returncode == 1
-    assert "3 file(s) skipped" in result.stdout and "truncated.jpeg" in result.stdout
+    assert "4 file(s) skipped" in result.stdout and "truncated.jpeg" in result.stdout
+    assert "pip install 'cxr[dicom]'" in result.stdout  # printed as written, not as markup
     rows = list(csv.DictReader((tmp_path / "w.csv").open()))
-    assert len(rows) == 7 and sum(1 for r in rows if r["error"]) == 3
+    assert [r["group"] for r in rows] == ["ranked"] * 4 + ["skipped"] * 4
+    assert all(r["error"] for r in rows[4:]) and "cxr[dicom]" in rows[-1]["error"]
     again = _cxr("predict", model_file, damaged_folder, "--out", tmp_path / "w.csv")
     assert again.returncode == 2 and "never overwrites" in again.stdout
 
@@ -100,25 +134,38 @@ def test_photos_constant_and_odd_shapes_are_flagged(model_file, tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 300), np.uint8)).save(
         tmp_path / "wide.png"
     )
-    rows = predict_paths(load_predictor(model_file), [tmp_path]).rows
-    found = {r.path.rsplit("/", 1)[1]: r.flags for r in rows}
+    worklist = predict_paths(load_predictor(model_file), [tmp_path])
+    assert worklist.rows == []  # none of them is ranked among X-rays
+    found = {r.path.rsplit("/", 1)[1]: r.flags for r in worklist.not_scored}
     assert any("colour" in f for f in found["photo.png"])
     assert any("constant" in f for f in found["flat.png"])
     assert any("aspect ratio 3.0" in f for f in found["wide.png"])
 
 
-def test_grad_cam_is_drawn_at_display_size_and_is_not_flat(model_file, data, tmp_path):
-    path = sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+def test_grad_cam_explains_the_positive_class_beside_the_original(model_file, data, tmp_path):
+    path = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[0]
     image = read_image(path)
     predictor = load_predictor(model_file)
     cam = heat_map(predictor.model, image, 1)
     side = predictor.card.preprocessing.size
     assert cam.shape == (side, side) and cam.std() > 0.01  # model resolution, upsampled when drawn
+    (row,) = predict_paths(predictor, [path]).rows
+    assert explained_class(predictor, row.probs) == "PNEUMONIA"  # whatever the decision
+    assert explained_class(predictor, row.probs, "NORMAL") == "NORMAL"
+    with pytest.raises(CxrError, match="no class 'COVID'"):
+        explained_class(predictor, row.probs, "COVID")
     result = _cxr("predict", model_file, path, "--cam", tmp_path / "cams")
     assert result.returncode == 0, result.stdout + result.stderr
-    (overlay,) = (tmp_path / "cams").iterdir()
-    assert Image.open(overlay).size == display_size(image.info.width, image.info.height)
-    assert max(Image.open(overlay).size) == min(2048, max(image.pixels.shape))
+    (figure,) = (tmp_path / "cams").iterdir()
+    picture = np.asarray(Image.open(figure).convert("RGB"))
+    # original and heat map side by side, with a caption and colour bar above and below
+    assert picture.shape[1] > 1.5 * picture.shape[0] and picture.shape[1] >= 1000
+    left, right = picture[:, : picture.shape[1] // 2], picture[:, picture.shape[1] // 2 :]
+    saturation = lambda a: (a.max(2).astype(int) - a.min(2)).mean()  # noqa: E731
+    assert saturation(right) > 3 * saturation(left)  # colour on the heat map side only
+    typo = _cxr("predict", model_file, path, "--cam", tmp_path / "c2", "--cam-class", "COVID")
+    assert typo.returncode == 2 and "no class 'COVID'" in typo.stdout
+    assert not (tmp_path / "c2").exists()
 
 
 def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path):
@@ -130,14 +177,16 @@ def test_onnx_export_stands_alone_and_matches_pytorch(model_file, data, tmp_path
     assert onnx_p.card == torch_p.card  # the whole card travels in the ONNX metadata
     originals = data / "chest_xray_originals" / "train"
     a, b = predict_paths(torch_p, [originals]), predict_paths(onnx_p, [originals])
-    assert len(a.rows) == 60
-    pa = {r.path: r.probs for r in a.rows}
-    assert max(np.abs(pa[r.path] - r.probs).max() for r in b.rows) < 1e-4
+    assert len(a.rows) == 59 and len(a.not_scored) == 1  # one film is 2.1 times wider than tall
+    pa = {r.path: r.probs for r in a.rows + a.not_scored}
+    assert max(np.abs(pa[r.path] - r.probs).max() for r in b.rows + b.not_scored) < 1e-4
     out = tmp_path / "o.json"
     result = _cxr("predict", onnx_file, originals, "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
-    listed = json.loads(out.read_text())["worklist"]
-    assert [r["filename"] for r in listed] == [r.path for r in a.rows]
+    listed = json.loads(out.read_text())
+    assert [r["filename"] for r in listed["worklist"] + listed["not_scored"]] == [
+        r.path for r in a.rows + a.not_scored
+    ]
     refused = _cxr("predict", onnx_file, originals, "--cam", tmp_path / "c")
     assert refused.returncode == 2 and "Grad-CAM needs" in refused.stdout
 
@@ -184,7 +233,8 @@ def test_piped_output_is_the_bare_worklist_and_out_folders_are_made(model_file, 
     nested = tmp_path / "new" / "folder" / "w.json"
     written = _cxr("predict", model_file, folder, "--out", nested, "--workers", 0)
     assert written.returncode == 0, written.stdout + written.stderr
-    assert len(json.loads(nested.read_text())["worklist"]) == 6
+    answer = json.loads(nested.read_text())
+    assert len(answer["worklist"]) == 3 and len(answer["not_scored"]) == 3  # CT, RIBCAGE, XX
     blocked = _cxr("predict", model_file, folder, "--out", nested / "w.csv")
     assert blocked.returncode == 2 and "cannot create its folder" in blocked.stdout
 

@@ -4,7 +4,12 @@ from sklearn.metrics import roc_curve
 
 from cxr.metrics.classification import binary_metrics
 from cxr.metrics.stats import wilson_interval
-from cxr.metrics.thresholds import choose_threshold, operating_points, sensitivity_thresholds
+from cxr.metrics.thresholds import (
+    choose_threshold,
+    operating_points,
+    sensitivity_thresholds,
+    threshold_sweep,
+)
 
 
 def _scores(n: int, seed: int):
@@ -53,3 +58,19 @@ def test_wilson_interval_against_the_closed_form():
     assert lo == pytest.approx(0, abs=1e-12) and hi == pytest.approx(z2 / (10 + z2))
     lo, hi = wilson_interval(10, 10)
     assert hi == pytest.approx(1) and lo == pytest.approx(10 / (10 + z2))
+
+
+def test_threshold_sweep_matches_binary_metrics_at_every_threshold():
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.7, 0.2, 0.1, 0.1, 0.05])
+    points = threshold_sweep(truth, p)
+    # distinct probabilities, highest first; 0.1 appears twice
+    assert points["threshold"] == sorted(set(p.tolist()), reverse=True)
+    for k, t in enumerate(points["threshold"]):
+        m = binary_metrics(truth, p, t)
+        assert [points[c][k] for c in ("tp", "fp", "fn", "tn")] == [
+            m[c] for c in ("tp", "fp", "fn", "tn")
+        ]
+    # by hand at 0.4: .9 .8 .4 positive-and-true, .6 .7 false alarms
+    k = points["threshold"].index(0.4)
+    assert (points["tp"][k], points["fp"][k], points["fn"][k], points["tn"][k]) == (3, 2, 1, 4)

@@ -1,19 +1,44 @@
 """A small real model file and a live `cxr serve` on 127.0.0.1 for the service tests."""
 
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from tests.conftest import save_tiny_model
 
+from cxr.data.population import intensity_ranges
+from cxr.inference.predict import predict_paths
+from cxr.inference.predictor import load_predictor
+from cxr.models import load_model, save_model
+
 
 @pytest.fixture(scope="package")
-def model_file(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("serve") / "model.pt", calibration="none")
+def model_file(tmp_path_factory, data):
+    """The tiny model with what training adds to its card: the training population's ranges and
+    the model's real probabilities on 60 real images as its tuning-split predictions."""
+    path = save_tiny_model(tmp_path_factory.mktemp("serve") / "model.pt", calibration="none")
+    train = data / "chest_xray" / "train"
+    tuning = [
+        *sorted((train / "NORMAL").glob("*.jpeg"))[100:120],
+        *sorted((train / "PNEUMONIA").glob("*.jpeg"))[100:140],
+    ]
+    rows = predict_paths(load_predictor(path), tuning, workers=0).rows
+    model = load_model(path)
+    model.card = dataclasses.replace(
+        model.card,
+        population=intensity_ranges(sorted(train.rglob("*.jpeg"))[::13], age_years=(1, 5)),
+        tuning={
+            "targets": [int(Path(r.path).parent.name == "PNEUMONIA") for r in rows],
+            "probs": [[round(float(v), 6) for v in r.probs] for r in rows],
+        },
+    )
+    return save_model(path, model)
 
 
 def _free_port() -> int:

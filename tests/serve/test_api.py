@@ -12,6 +12,8 @@ from PIL import Image
 from cxr.errors import CxrError
 from cxr.inference.predict import predict_paths, pseudonym
 from cxr.inference.predictor import load_predictor
+from cxr.metrics.classification import binary_metrics
+from cxr.models.io import read_card
 from cxr.serve.app import ServeConfig, create_app
 
 MARKER = "SYNTHETIC"
@@ -44,7 +46,7 @@ def test_predict_matches_the_command_line_and_draws_the_heat_map(client, model_f
     (row,) = predict_paths(load_predictor(model_file), [path]).rows
     assert np.allclose(list(body["probabilities"].values()), row.probs, atol=1e-6)
     assert body["predicted"] == row.predicted and body["threshold"]["value"] == 0.5
-    for key in ("cam", "image"):
+    for key in ("cam", "image", "heat"):
         png = base64.b64decode(body[key].removeprefix("data:image/png;base64,"))
         assert Image.open(io.BytesIO(png)).size[0] > 500
     assert (
@@ -92,10 +94,63 @@ def test_triage_sorts_skips_and_gives_csv(client, data, damaged_folder):
     assert [r["rank"] for r in body["worklist"]] == list(range(1, 11))
     assert body["skipped"][0]["filename"] == "notes.png"
     csv_text = client.post("/api/triage?format=csv", files=files).text
-    assert csv_text.splitlines()[0].startswith("rank,path,p_NORMAL,p_PNEUMONIA,predicted")
-    assert len(csv_text.splitlines()) == 12  # the skipped file is a row, with its reason
-    assert csv_text.splitlines()[-1].startswith(",notes.png,") and "not an image" in csv_text
+    assert csv_text.splitlines()[0].startswith("rank,group,path,p_NORMAL,p_PNEUMONIA,predicted")
+    assert len(csv_text.splitlines()) == 12  # header, 10 ranked, the skipped file with its reason
+    assert csv_text.splitlines()[-1].startswith(",skipped,notes.png,")
+    assert "not an image" in csv_text
     assert body["csv"].replace("\r\n", "\n") == csv_text.replace("\r\n", "\n")
+
+
+def test_heat_map_explains_the_positive_class_unless_told(client, data):
+    path = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    upload = {"file": (path.name, path.read_bytes())}
+    body = client.post("/api/predict?cam=1", files=upload).json()
+    assert body["cam_class"] == "PNEUMONIA"  # a NORMAL image shows the evidence for disease
+    assert body["cam_probability"] == body["probabilities"]["PNEUMONIA"]
+    assert "evidence for PNEUMONIA" in body["cam_caption"]
+    legend = base64.b64decode(body["legend"].removeprefix("data:image/png;base64,"))
+    assert Image.open(io.BytesIO(legend)).mode == "RGBA"
+    heat = Image.open(io.BytesIO(base64.b64decode(body["heat"].split(",", 1)[1])))
+    assert heat.mode == "RGBA" and np.asarray(heat)[..., 3].std() > 1  # faint parts transparent
+    chosen = client.post("/api/predict?cam=1&cam_class=NORMAL", files=upload).json()
+    assert chosen["cam_class"] == "NORMAL" and chosen["heat"] != body["heat"]
+    wrong = client.post("/api/predict?cam=1&cam_class=COVID", files=upload)
+    assert wrong.status_code == 422 and "NORMAL, PNEUMONIA" in wrong.json()["detail"]
+
+
+def test_triage_keeps_non_xrays_out_and_warns_outside_the_population(client, data, tmp_path):
+    import pydicom
+
+    nih = data / "dicom_cxr" / "nih_udacity"
+    mr = pydicom.dcmread(nih / "test1.dcm")
+    mr.Modality = "MR"
+    mr.save_as(tmp_path / "mr.dcm")
+    paths = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:3]
+    paths += [nih / "test2.dcm", nih / "test5.dcm", tmp_path / "mr.dcm"]
+    files = [("files", (p.name, p.read_bytes())) for p in paths]
+    body = client.post("/api/triage", files=files).json()
+    assert [r["rank"] for r in body["worklist"]] == [1, 2, 3, 4]
+    assert {r["filename"] for r in body["not_scored"]} == {"test5.dcm", "mr.dcm"}
+    assert all("not CR/DX" in r["flags"][0] for r in body["not_scored"])
+    (adult,) = [r for r in body["worklist"] if r["filename"] == "test2.dcm"]
+    assert adult["warnings"] == ["patient age 58 years, outside the training data's 1–5"]
+    assert all(r["warnings"] == [] for r in body["worklist"] if r["filename"].endswith(".jpeg"))
+    for r in body["worklist"] + body["not_scored"]:
+        jpeg = base64.b64decode(r["thumbnail"].removeprefix("data:image/jpeg;base64,"))
+        assert max(Image.open(io.BytesIO(jpeg)).size) == 96
+
+
+def test_operating_points_are_the_metrics_of_the_stored_predictions(client, model_file):
+    points = client.get("/api/operating-points").json()
+    tuning = read_card(model_file).tuning  # what the card stores, as training leaves it
+    truth, p = np.array(tuning["targets"]), np.array(tuning["probs"])[:, 1]
+    assert points["images"] == 60 and points["positives"] == 40 and points["threshold"] == 0.5
+    for k in (0, len(points["thresholds"]) // 2, len(points["thresholds"]) - 1):
+        m = binary_metrics(truth, p, points["thresholds"][k])
+        assert [points[c][k] for c in ("tp", "fp", "fn", "tn")] == [
+            m[c] for c in ("tp", "fp", "fn", "tn")
+        ]
+    assert "path" not in str(points) and ".jpeg" not in str(points)
 
 
 def test_bearer_token_when_configured(model_file, monkeypatch, data):
@@ -134,6 +189,8 @@ def test_triage_answers_the_worklist_cxr_predict_writes(client, model_file, data
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr  # notes.png was skipped
     cli = json.loads(out.read_text())
+    for row in api["worklist"] + api["not_scored"]:
+        assert row.pop("thumbnail").startswith("data:image/jpeg")  # for the page only
     for answer in (api, cli):
         for row in answer["worklist"] + answer["skipped"]:
             row["filename"] = row["filename"].rsplit("/", 1)[-1]

@@ -1,6 +1,7 @@
 """The running server: a real Chromium using the page, a bounded load test, schemathesis, and
 no patient field in any response or in the server log."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -9,11 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pydicom
+import pytest
 from playwright.sync_api import expect, sync_playwright
+
+from cxr.metrics.classification import binary_metrics
+from cxr.models.io import read_card
 
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 MARKER = "SYNTHETIC"
+SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
 
 
 def _rss_mib(pid: int) -> float:
@@ -23,34 +31,112 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_page_in_chromium(live_server, data, damaged_folder, tmp_path):
+def _look(page, folder: Path, name: str) -> None:
+    """A full-page screenshot (also into $CXR_SHOTS, for a person to look at) and the check
+    that nothing spills sideways out of the page."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SHOTS) / path.name)
+    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_page_in_chromium(live_server, data, damaged_folder, tmp_path, width):
     assert CHROMIUM, "the browser test needs Debian's chromium: apt-get install chromium"
-    original = sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
+    normal = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[0]
     dicom = data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm"
-    batch = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:10]
+    nih = data / "dicom_cxr" / "nih_udacity"
+    mr = pydicom.dcmread(nih / "test1.dcm")
+    mr.Modality = "MR"
+    mr.save_as(tmp_path / "mr.dcm")
+    batch = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:7]
+    batch += [nih / "test2.dcm", nih / "test5.dcm", tmp_path / "mr.dcm"]  # adult, CT, MR
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.goto(live_server["url"])
         expect(page.locator("#model")).to_contain_text("NORMAL / PNEUMONIA")
         expect(page.get_by_text("Research tool, not a medical device.")).to_be_visible()
-        for path in (original, dicom):
+        expect(page.locator("#explorer .sensitivity")).not_to_be_empty()
+        _look(page, tmp_path, f"empty_{width}")
+        for path, name in ((normal, "jpeg"), (dicom, "dicom")):
             page.set_input_files("#files", str(path))
             expect(page.locator("#filename")).to_have_text(path.name, timeout=60_000)
             expect(page.locator("#decision")).to_have_text(re.compile("^(NORMAL|PNEUMONIA)$"))
-            expect(page.locator("#bars .bar")).to_have_count(2)
-            expect(page.locator("#picture")).to_have_attribute("src", re.compile("^data:image"))
-            assert page.evaluate("document.getElementById('picture').naturalWidth") > 500
-        page.screenshot(path=str(tmp_path / "dicom.png"))
+            expect(page.locator("#bars .probability")).to_have_count(2)
+            # a NORMAL image: the heat map shows the evidence for PNEUMONIA, and says so
+            expect(page.locator("#cam-caption")).to_contain_text("evidence for PNEUMONIA")
+            expect(page.locator("#cam-caption")).to_contain_text("P(PNEUMONIA) = ")
+            for picture in ("#picture", "#original", "#heat"):
+                expect(page.locator(picture)).to_have_attribute("src", re.compile("^data:image"))
+                assert page.evaluate(f"document.querySelector('{picture}').naturalWidth") > 500
+            assert page.evaluate("document.getElementById('legend').naturalWidth") == 256
+            page.locator("#opacity").fill("0.2")
+            assert page.evaluate("getComputedStyle(heat).opacity") == "0.2"
+            _look(page, tmp_path, f"{name}_{width}")
         page.set_input_files("#files", [str(p) for p in batch])
-        expect(page.locator("#worklist tbody tr")).to_have_count(10, timeout=60_000)
+        expect(page.locator("#worklist tbody tr")).to_have_count(8, timeout=60_000)
+        expect(page.locator("#not-scored tbody tr")).to_have_count(2)
+        expect(page.locator("#not-scored")).to_contain_text("DICOM Modality CT")
+        expect(page.locator("#not-scored")).to_contain_text("DICOM Modality MR")
+        expect(page.locator("#worklist")).not_to_contain_text("mr.dcm")
+        expect(page.locator("#worklist")).to_contain_text("patient age 58 years, outside")
+        expect(page.locator("#worklist thead")).to_contain_text("P(PNEUMONIA)")
+        assert page.locator("#worklist tbody img.thumb").count() == 8
+        _look(page, tmp_path, f"worklist_{width}")
+        page.locator("#worklist tbody tr").first.focus()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")  # the second most urgent case opens
+        second = page.locator("#worklist tbody tr").nth(1).locator("td.file").inner_text()
+        expect(page.locator("#filename")).to_have_text(second, timeout=60_000)
+        _look(page, tmp_path, f"case_{width}")
         page.set_input_files("#files", str(damaged_folder / "NORMAL" / "notes.png"))
         expect(page.locator("#error")).to_contain_text(
             "This file is not a chest X-ray image we can read", timeout=30_000
         )
-        page.set_input_files("#files", str(original))  # the page stays usable after an error
-        expect(page.locator("#filename")).to_have_text(original.name, timeout=60_000)
+        page.set_input_files("#files", str(normal))  # the page stays usable after an error
+        expect(page.locator("#filename")).to_have_text(normal.name, timeout=60_000)
         expect(page.locator("#error")).to_be_hidden()
+        browser.close()
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def test_threshold_slider_agrees_with_the_metrics_kernel(live_server, model_file):
+    """The explorer's numbers at a threshold are `binary_metrics` (what `cxr evaluate` reports)
+    on the tuning predictions the card stores, and PPV/NPV at a typed prevalence follow Bayes."""
+    tuning = read_card(model_file).tuning  # what the card stores, as training leaves it
+    truth, p = np.array(tuning["targets"]), np.array(tuning["probs"])[:, 1]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(live_server["url"])
+        expect(page.locator("#explorer .threshold-value")).to_have_text("0.500")
+        for threshold in (0.5, float(np.round(np.median(p), 3)), 0.001, 0.999):
+            page.locator("#explorer .threshold").fill(str(threshold))
+            page.locator("#explorer .prevalence").fill("10")
+            m = binary_metrics(truth, p, threshold)
+            shown = {
+                k: page.locator(f"#explorer dd.{k}").evaluate("e => e.firstChild.textContent")
+                for k in ("sensitivity", "specificity", "ppv", "npv", "ppv_at", "npv_at")
+            }
+            sens, spec = m["sensitivity"], m["specificity"]
+            expected = {
+                "sensitivity": sens, "specificity": spec, "ppv": m["precision"], "npv": m["npv"],
+                "ppv_at": _ratio(sens * 0.1, sens * 0.1 + (1 - spec) * 0.9),
+                "npv_at": _ratio(spec * 0.9, spec * 0.9 + (1 - sens) * 0.1),
+            }  # fmt: skip
+            for key, value in expected.items():
+                if np.isnan(value):
+                    assert shown[key] == "n/a", (threshold, key, shown[key])
+                else:  # the page rounds half up, Python half to even: the same number
+                    number = float(shown[key].removesuffix(" %"))
+                    assert abs(number - 100 * value) <= 0.0501, (threshold, key, shown[key])
         browser.close()
 
 

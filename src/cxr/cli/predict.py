@@ -34,7 +34,12 @@ def predict_command(
         Path | None, out_option("Worklist file to write, .csv or .json (default: the screen)")
     ] = None,
     cam: Annotated[
-        Path | None, typer.Option(help="New folder for Grad-CAM overlays, one PNG per image.")
+        Path | None,
+        typer.Option(help="New folder for Grad-CAM heat maps, one PNG per image."),
+    ] = None,
+    cam_class: Annotated[
+        str | None,
+        typer.Option(help="Class the heat maps explain (default: the positive class)."),
     ] = None,
     output_format: Annotated[
         OutputFormat | None,
@@ -53,9 +58,10 @@ def predict_command(
         ),
     ] = False,
 ) -> None:
-    """A triage worklist, most urgent first: probabilities, the decision at the model's threshold,
-    and flags for images that are probably not frontal chest X-rays. Exit code 1 when some files
-    could not be read (they are listed), 0 otherwise.
+    """A triage worklist, most urgent first: probabilities and the decision at the model's
+    threshold. Images that are probably not frontal chest X-rays are listed apart, not scored;
+    X-rays unlike the training data carry a warning. Exit code 1 when some files could not be
+    read (they are listed), 0 otherwise.
 
     Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
     """
@@ -68,21 +74,28 @@ def predict_command(
     if cam is not None and model.suffix == ".onnx":
         raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
 
-    from cxr.inference.predict import predict_paths
+    from cxr.inference.predict import known_class, predict_paths
     from cxr.inference.predictor import load_predictor
 
     predictor = load_predictor(model)
+    if cam_class is not None:
+        known_class(predictor, cam_class)  # a typo is refused before any work
     with progress() as stages:
         worklist = predict_paths(predictor, images, batch, workers, stages, pseudonymize_names)
         if cam is not None:
-            from cxr.inference.cam import save_overlays
+            from cxr.inference.cam import save_heat_maps
             from cxr.inference.predict import expand, pseudonym
 
             sources = {pseudonym(str(p)): p for p in expand(images)} if pseudonymize_names else {}
-            save_overlays(predictor.model, worklist, cam, stages, sources)
+            save_heat_maps(predictor, worklist, cam, cam_class, stages, sources)
     if out is not None:
         worklist.write(out, fmt)
         say(f"worklist: {out}")
+        if worklist.not_scored:
+            say(
+                f"not scored: {len(worklist.not_scored)} probably not frontal chest X-rays "
+                "(group 'not scored', with the reason)"
+            )
     elif fmt == OutputFormat.json:
         say(worklist.json_text())
     elif fmt == OutputFormat.csv:
@@ -90,7 +103,7 @@ def predict_command(
     else:
         print_worklist(worklist, show)
     if cam is not None:
-        say(f"Grad-CAM overlays: {cam}")
+        say(f"Grad-CAM heat maps: {cam}")
     for path, reason in worklist.failures:
         console.print(f"[red]skipped[/red] {escape(f'{path}: {reason}')}", highlight=False)
     if worklist.failures:

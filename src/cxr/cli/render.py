@@ -17,7 +17,7 @@ MULTICLASS_KEYS = ("macro_auroc", "weighted_auroc", "accuracy", "balanced_accura
 
 def print_scores(p, scores: dict) -> None:
     m, ci = scores["metrics"], scores["ci95"]
-    table = Table(title=escape(f"{p.name} on {m['n']} {p.split} images"))
+    table = Table(title=escape(f"{p.name} on {m['n']} images ({p.described})"))
     for column in ("metric", "value", "95 % CI"):
         table.add_column(column)
     for key in BINARY_KEYS if p.binary else MULTICLASS_KEYS:
@@ -50,13 +50,14 @@ def print_operating_points(points: list[dict] | None) -> None:
 
 
 def print_worklist(worklist, show: int) -> None:
+    """The ranked X-rays, then the images set apart as probably not frontal chest X-rays."""
     table = Table(
         title=escape(
-            f"worklist: {len(worklist.rows)} images, most urgent first "
+            f"worklist: {len(worklist.rows)} X-rays, most urgent first "
             f"(urgency = {worklist.urgency_of})"
         )
     )
-    for column in ("rank", "file", "urgency", "predicted", "flags"):
+    for column in ("rank", "file", "urgency", "decision", "warnings"):
         table.add_column(column)
     for row in worklist.rows[:show]:
         table.add_row(
@@ -64,11 +65,20 @@ def print_worklist(worklist, show: int) -> None:
             escape(Path(row.path).name),
             f"{row.urgency:.3f}",
             escape(row.predicted),
-            escape("; ".join(row.flags)),
+            escape("; ".join(row.warnings)),
         )
     console.print(table)
     if len(worklist.rows) > show:
         say(f"... {len(worklist.rows) - show} more (--show, --out)")
+    if worklist.not_scored:
+        apart = Table(
+            title=f"not scored: {len(worklist.not_scored)} probably not frontal chest X-rays"
+        )
+        for column in ("file", "why"):
+            apart.add_column(column)
+        for row in worklist.not_scored[:show]:
+            apart.add_row(escape(Path(row.path).name), escape("; ".join(row.flags)))
+        console.print(apart)
 
 
 def print_comparison(comparison) -> None:

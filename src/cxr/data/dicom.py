@@ -88,6 +88,7 @@ def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageI
         patient_position=_text(ds, "PatientPosition"),
         transfer_syntax=syntax.name if syntax is not None else None,
         group_key=_pseudonym(ds),
+        age_years=_age_years(ds),
     )
     return pixels, info
 
@@ -260,6 +261,21 @@ def _syntax(ds: pydicom.Dataset):
 def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
     value = ds.get(keyword)
     return str(value).strip() or None if value is not None else None
+
+
+AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+
+
+def _age_years(ds: pydicom.Dataset) -> float | None:
+    """PatientAge ("081Y", "006M", or a bare number as some writers store it) in years; None
+    when absent or malformed. Only the age is kept, never the birth date."""
+    text = str(ds.get("PatientAge", "") or "").strip().upper()
+    unit = AGE_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        return float(number) * (unit or 1.0) if number else None
+    except ValueError:
+        return None
 
 
 def _pseudonym(ds: pydicom.Dataset) -> str | None:

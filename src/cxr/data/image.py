@@ -26,6 +26,7 @@ class ImageInfo:
     patient_position: str | None = None
     transfer_syntax: str | None = None
     group_key: str | None = None  # one-way pseudonym of DICOM PatientID, for patient grouping
+    age_years: float | None = None  # DICOM PatientAge: checked against the training population
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from cxr.dicomnode.spool import key
 from cxr.errors import ImageReadError
 from cxr.inference.cam import heat_map, overlay
 from cxr.inference.plausibility import flags
-from cxr.inference.predict import Row, score
+from cxr.inference.predict import Notes, Row, explained_class, score
 from cxr.inference.predictor import Predictor, TorchPredictor
 from cxr.store.worklist import Received
 
@@ -84,7 +84,7 @@ class Scorer:
             return Assessment(received, image)
         predictor, card = self.predictor, self.predictor.card
         array = card.preprocessing.to_array(image.pixels)
-        (row,) = score(predictor, [received.sop_instance_uid], [array], [[]])
+        (row,) = score(predictor, [received.sop_instance_uid], [array], [Notes([], [])])
         received.status = SCORED
         received.model_name, received.model_fingerprint = self.model_name, self.fingerprint
         received.classes = list(card.classes)
@@ -94,7 +94,8 @@ class Scorer:
         picture = None
         if self.cam_model is not None:
             shown = _shown(image)
-            cam = heat_map(self.cam_model, shown, card.classes.index(row.predicted))
+            explained = explained_class(predictor, row.probs)  # the positive class's evidence
+            cam = heat_map(self.cam_model, shown, card.classes.index(explained))
             picture = overlay(shown, cam)
         return Assessment(received, image, row, picture)
 

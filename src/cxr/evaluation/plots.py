@@ -171,28 +171,37 @@ def learning_curves_figure(history: Path) -> Figure:
     return fig
 
 
-def errors_figure(p: Predictions, count: int = 8) -> Figure:
-    """The most confident mistakes, to look at before trusting the model."""
+def _short(name: str, most: int = 26) -> str:
+    return name if len(name) <= most else name[: most - 1] + "…"
+
+
+def errors_figure(p: Predictions, count: int = 8, columns: int = 4) -> Figure:
+    """The most confident mistakes, to look at before trusting the model: up to `columns` a row,
+    each captioned with its true and called class, at a size where the captions read."""
     d = p.decisions()
     wrong = np.flatnonzero(d != p.targets)
     confidence = p.probs[wrong, d[wrong]]
     picked = wrong[np.argsort(-confidence)][:count]
-    fig = Figure(figsize=(1.9 * max(len(picked), 1), 2.5))
     if not len(picked):
-        fig.text(0.5, 0.5, "no errors", ha="center")
+        fig = Figure(figsize=(3.2, 0.6))
+        fig.text(0.5, 0.5, "no errors on these images", ha="center", va="center", fontsize=11)
         return fig
-    for ax, i in zip(fig.subplots(1, len(picked), squeeze=False)[0], picked, strict=True):
+    rows = -(-len(picked) // columns)
+    wide = min(len(picked), columns)
+    fig = Figure(figsize=(2.6 * wide, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, wide, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, picked, strict=False):
         try:
             ax.imshow(read_image(p.paths[i]).pixels, cmap="gray")
         except CxrError:
             ax.text(0.5, 0.5, "unreadable", ha="center")
         ax.set_title(
-            f"{Path(p.paths[i]).name[:18]}\ntrue {p.labels[i]}\n"
-            f"said {p.classes[d[i]]} ({p.probs[i, d[i]]:.2f})",
-            fontsize=7,
+            f"{_short(Path(p.paths[i]).name)}\ntrue {p.labels[i]}\n"
+            f"called {p.classes[d[i]]} ({p.probs[i, d[i]]:.2f})",
+            fontsize=10,
         )
-        ax.axis("off")
-    fig.tight_layout()
     return fig
 
 

@@ -51,6 +51,13 @@ class Predictions:
         return np.array([self.classes.index(label) for label in self.labels])
 
     @property
+    def described(self) -> str:
+        """The images in words: "tuning", "internal-test", "all of <folder>"."""
+        if self.split == "all" and self.data:
+            return f"all of {Path(self.data).name}"
+        return self.split
+
+    @property
     def binary(self) -> bool:
         return self.card.binary
 

@@ -20,12 +20,14 @@ from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.compare import Comparison, compare
 from cxr.evaluation.cv import read_cv
+from cxr.evaluation.explorer import WIDGET, predictions_explorer
 from cxr.evaluation.numbers import interval, number
 from cxr.evaluation.predictions import EXACT_BELOW, Predictions, load_predictions, score
 from cxr.evaluation.shift import SHIFT_JSON, shift_conclusion
 from cxr.models.card import ModelCard, Threshold
 from cxr.outputs import must_be_new
 from cxr.progress import Stages, silent
+from cxr.settings import resolve_data
 
 SIGNIFICANCE = 0.05
 # What internal validation missed on this data: the project's own models, measured on Kermany's
@@ -57,6 +59,7 @@ class Section:
     scores: dict
     figures: dict[str, str]  # title -> data URI
     shift: dict | None = None  # `cxr evaluate --shift` figures: {"conclusion", "figure"}
+    explorer: dict | None = None  # the operating-point explorer's counts (explorer_data)
 
 
 @dataclass
@@ -130,6 +133,17 @@ def interval_methods(scores: dict) -> str:
     return text + "."
 
 
+def _of(k: int, n: int, what: str) -> str:
+    """Counts in words: "none of the 12 X images", "3 of the 40 X images", "all 7 X images"."""
+    if n == 0:
+        return f"no {what} images"
+    if k == 0:
+        return f"none of the {n} {what} images"
+    if k == n:
+        return f"all {n} {what} images" if n > 1 else f"the one {what} image"
+    return f"{k} of the {n} {what} images"
+
+
 def section_conclusions(s: Section) -> list[str]:
     p, m = s.predictions, s.scores["metrics"]
     out = []
@@ -137,14 +151,21 @@ def section_conclusions(s: Section) -> list[str]:
         pos = p.classes[p.positive]
         neg = p.classes[1 - p.positive]
         thr = p.threshold or Threshold(0.5, "fixed:0.5", pos, "default")
+        negatives = m["n"] - m["positives"]
+        missed, flagged = _of(m["fn"], m["positives"], pos), _of(m["fp"], negatives, neg)
         out.append(
-            f"On {m['n']} {p.split} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
+            f"On {m['n']} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
             f"threshold {number(thr.value)} (rule {thr.rule}, chosen on the {thr.source}), "
-            f"sensitivity is {_interval(s.scores, 'sensitivity')} and specificity "
-            f"{_interval(s.scores, 'specificity')}: of every 100 {pos} images about "
-            f"{round(100 * (1 - m['sensitivity']))} are missed, and of every 100 {neg} images "
-            f"about {round(100 * (1 - m['specificity']))} are flagged."
+            f"{missed} {'was' if m['fn'] == 1 else 'were'} missed and {flagged} "
+            f"{'was' if m['fp'] == 1 else 'were'} flagged: sensitivity "
+            f"{_interval(s.scores, 'sensitivity')}, specificity "
+            f"{_interval(s.scores, 'specificity')}."
         )
+        if m["positives"] < EXACT_BELOW or negatives < EXACT_BELOW:
+            out.append(
+                f"With so few images ({m['positives']} {pos}, {negatives} {neg}) "
+                "these rates are rough: read the width of the intervals, not the point values."
+            )
         out.append(
             f"With {_pct(m['positives'] / m['n'])} {pos} here, a positive call is right "
             f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
@@ -160,7 +181,7 @@ def section_conclusions(s: Section) -> list[str]:
         np.fill_diagonal(rates, 0)
         t, q = np.unravel_index(np.argmax(rates), rates.shape)
         out.append(
-            f"On {m['n']} {p.split} images, macro AUROC is {_interval(s.scores, 'macro_auroc')} "
+            f"On {m['n']} images, macro AUROC is {_interval(s.scores, 'macro_auroc')} "
             f"and accuracy {_interval(s.scores, 'accuracy')}."
         )
         out.append(
@@ -275,7 +296,9 @@ def build_report(
                 else None,
                 overfitting=overfitting(p.history) if p.history else None,
             )
-        entries[key].sections.append(Section(p, scores, _figures(p), shifts.get(id(p))))
+        entries[key].sections.append(
+            Section(p, scores, _figures(p), shifts.get(id(p)), predictions_explorer(p))
+        )
     comparisons = []
     by_images: dict[frozenset, list[Predictions]] = {}
     for p, _ in scored:
@@ -310,6 +333,8 @@ def build_report(
         number=number,
         interval=interval,
         interval_methods=interval_methods,
+        resolve_data=lambda root: str(resolve_data(root)) if root else "?",
+        explorer_js=WIDGET.read_text(),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)

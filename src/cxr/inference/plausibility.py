@@ -1,11 +1,13 @@
-"""Is this plausibly a frontal chest radiograph? Flags, not refusals: the image is still scored,
-but the worklist says why its score should not be trusted."""
+"""Is this plausibly a frontal chest radiograph, and like the training images? `flags` says why an
+image is probably not a frontal chest X-ray (the worklist keeps it out of the ranking, in a "not
+scored" group); `out_of_population` says why an X-ray's score deserves less trust (still ranked)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from cxr.data.image import XrayImage
+from cxr.data.population import COVERAGE, STATISTICS, image_statistics
 
 RADIOGRAPHY = {"CR", "DX"}
 FRONTAL = {"PA", "AP"}
@@ -38,3 +40,27 @@ def _contrast(pixels: np.ndarray) -> float:
     image would make a 512 MB float64 copy to say the same thing."""
     step = max(1, int(np.sqrt(pixels.size / 1_000_000)))
     return float(np.std(pixels[::step, ::step]))
+
+
+def out_of_population(image: XrayImage, population: dict | None) -> list[str]:
+    """Warnings, in words, for an X-ray unlike the training images (the model card's
+    `population`: see cxr.data.population): a patient older or younger than any in training, or
+    grey-level statistics outside their range. The image is still ranked, with the warning."""
+    if not population:
+        return []
+    out = []
+    age, ages = image.info.age_years, population.get("age_years")
+    if age is not None and ages and not ages[0] <= age <= ages[1]:
+        shown = "90 or older" if age >= 90 else f"{age:g}"  # ages over 89 identify (HIPAA)
+        out.append(
+            f"patient age {shown} years, outside the training data's {ages[0]:g}–{ages[1]:g}"
+        )
+    low, high = population.get("coverage", COVERAGE)
+    for key, value in image_statistics(image.pixels).items():
+        lo_hi = population.get(key)
+        if lo_hi and not lo_hi[0] <= value <= lo_hi[1]:
+            out.append(
+                f"{STATISTICS[key]} {value:.0f}, outside the {lo_hi[0]:.0f}–{lo_hi[1]:.0f} "
+                f"of {high - low:g} % of the training images"
+            )
+    return out

@@ -1,5 +1,6 @@
-"""`cxr predict`: files and folders in, a triage worklist out, most urgent first. A bad file is
-listed with its reason and skipped; it never stops the batch."""
+"""`cxr predict` and the service's triage: files and folders in, a worklist out, most urgent first.
+Images that are probably not frontal chest X-rays are never ranked among them: they go to a "not
+scored" group. A bad file is listed with its reason and skipped; it never stops the batch."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from cxr.data.image import XrayImage
 from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
-from cxr.inference.plausibility import flags
+from cxr.inference.plausibility import flags, out_of_population
 from cxr.inference.predictor import Predictor
+from cxr.models.card import normal_index
 from cxr.outputs import write_new_file
 from cxr.progress import Stages, silent
 from cxr.spreadsheet import csv_text
@@ -50,6 +53,7 @@ class _Inputs(Dataset):
 
     def __init__(self, paths: list[Path], names: list[str], predictor: Predictor) -> None:
         self.paths, self.names, self.prep = paths, names, predictor.card.preprocessing
+        self.population = predictor.card.population
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -59,11 +63,22 @@ class _Inputs(Dataset):
             image = read_image(self.paths[i], self.names[i])
         except ImageReadError as exc:
             return i, None, f"{exc.problem.value}: {exc.detail}"
-        return i, self.prep.to_array(image.pixels), flags(image)
+        return i, self.prep.to_array(image.pixels), notes(image, self.population)
 
 
 def _collate(items):
     return items
+
+
+@dataclass
+class Notes:
+    flags: list[str]  # why it is probably not a frontal chest X-ray: then it is not ranked
+    warnings: list[str]  # why an X-ray is unlike the training population: ranked, with a warning
+
+
+def notes(image: XrayImage, population: dict | None) -> Notes:
+    """`population`: the model card's training ranges (see cxr.data.population), if recorded."""
+    return Notes(flags(image), out_of_population(image, population))
 
 
 @dataclass
@@ -73,10 +88,17 @@ class Row:
     predicted: str
     urgency: float
     flags: list[str]
-    rank: int = 0
+    warnings: list[str] = field(default_factory=list)
+    rank: int = 0  # 1 = most urgent; 0 = not scored (see `flags`)
+
+    @property
+    def scored(self) -> bool:
+        return not self.flags
 
     def to_json(self, classes: list[str]) -> dict:
-        """One image's answer, the same in `cxr predict --format json` and the API."""
+        """One image's answer, the same in `cxr predict --format json` and the API; an image
+        not scored keeps its probabilities here (the single-image answer shows them beside its
+        flags) but has no rank (0)."""
         return {
             "rank": self.rank,
             "filename": self.path,
@@ -84,16 +106,24 @@ class Row:
             "predicted": self.predicted,
             "urgency": self.urgency,
             "flags": self.flags,
+            "warnings": self.warnings,
             "not_a_frontal_xray": bool(self.flags),
         }
 
 
+NOTE_COLUMNS = ("flags", "warnings", "error")  # why not scored; why less trusted; why skipped
+
+
 @dataclass
 class Worklist:
+    """`rows`: the X-rays, ranked; `not_scored`: images flagged as probably not frontal chest
+    X-rays, unranked; `failures`: files that could not be read, with the reason."""
+
     classes: list[str]
     rows: list[Row]
     failures: list[tuple[str, str]] = field(default_factory=list)
     urgency_of: str = ""
+    not_scored: list[Row] = field(default_factory=list)
 
     def write(self, out: Path, fmt: str) -> None:
         write_new_file(out, self.json_text() if fmt == "json" else self.csv_text())
@@ -103,6 +133,7 @@ class Worklist:
         return {
             "urgency": self.urgency_of,
             "worklist": [row.to_json(self.classes) for row in self.rows],
+            "not_scored": [row.to_json(self.classes) for row in self.not_scored],
             "skipped": [{"filename": name, "reason": why} for name, why in self.failures],
         }
 
@@ -111,50 +142,86 @@ class Worklist:
 
     def columns(self) -> list[str]:
         probs = [f"p_{c}" for c in self.classes]
-        return ["rank", "path", *probs, "predicted", "urgency", "flags", "error"]
+        return ["rank", "group", "path", *probs, "predicted", "urgency", *NOTE_COLUMNS]
 
     def csv_text(self) -> str:
         return csv_text(self.columns(), self.to_dicts())
 
     def to_dicts(self) -> list[dict]:
-        """Scored images, most urgent first, then each skipped file with the reason."""
-        scored = [
+        """One record per file, in the order a reader works: the ranked X-rays, then the images
+        not scored (no probabilities: they would mean nothing), then the skipped files with the
+        reason in `error`."""
+        ranked = [
             {
                 "rank": r.rank,
+                "group": "ranked",
                 "path": r.path,
                 **{
-                    f"p_{c}": round(float(v), 6) for c, v in zip(self.classes, r.probs, strict=True)
+                    f"p_{c}": round(float(p), 6) for c, p in zip(self.classes, r.probs, strict=True)
                 },
                 "predicted": r.predicted,
                 "urgency": round(r.urgency, 6),
-                "flags": "; ".join(r.flags),
-                "error": "",
+                "warnings": "; ".join(r.warnings),
             }
             for r in self.rows
         ]
-        return scored + [{"path": path, "error": reason} for path, reason in self.failures]
+        unscored = [
+            {"group": "not scored", "path": r.path, "flags": "; ".join(r.flags),
+             "warnings": "; ".join(r.warnings)}
+            for r in self.not_scored
+        ]  # fmt: skip
+        skipped = [{"group": "skipped", "path": p, "error": why} for p, why in self.failures]
+        return ranked + unscored + skipped
+
+
+def known_class(predictor: Predictor, name: str) -> str:
+    classes = predictor.card.classes
+    if name not in classes:
+        raise CxrError(f"no class {name!r} in this model; it predicts {', '.join(classes)}")
+    return name
+
+
+def explained_class(predictor: Predictor, probs: np.ndarray, chosen: str | None = None) -> str:
+    """The class a heat map explains: `chosen` if given, else the positive class of a binary
+    model (a NORMAL image then shows what evidence for disease there is, not why it is normal),
+    else the most probable class that is not normal."""
+    card = predictor.card
+    if chosen is not None:
+        return known_class(predictor, chosen)
+    if card.positive_class is not None:
+        return card.positive_class
+    normal = normal_index(card.classes)
+    candidates = [i for i in range(len(card.classes)) if i != normal]
+    return card.classes[max(candidates, key=lambda i: probs[i])]
+
+
+def cam_caption(classes: list[str] | tuple[str, ...], probs: np.ndarray, explained: str) -> str:
+    p = float(probs[list(classes).index(explained)])
+    return f"Grad-CAM evidence for {explained}, P({explained}) = {100 * p:.1f} %"
 
 
 def score(
-    predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[list[str]]
+    predictor: Predictor, names: list[str], arrays: list[np.ndarray], notes: list[Notes]
 ) -> list[Row]:
     """One batch of preprocessed images to unranked worklist rows; the card decides and ranks."""
     card = predictor.card
     probs = predictor.predict(np.stack(arrays))
     decided, urgency = card.decide(probs), card.urgency(probs)
     return [
-        Row(name, p, card.classes[d], float(u), f)
-        for name, p, d, u, f in zip(names, probs, decided, urgency, notes, strict=True)
+        Row(name, p, card.classes[d], float(u), n.flags, n.warnings)
+        for name, p, d, u, n in zip(names, probs, decided, urgency, notes, strict=True)
     ]
 
 
 def ranked(predictor: Predictor, rows: list[Row], failures: list[tuple[str, str]]) -> Worklist:
-    rows = sorted(rows, key=lambda r: -r.urgency)
-    for k, row in enumerate(rows, 1):
+    """Rank the X-rays by urgency; set the flagged images apart, in the order given."""
+    xrays = sorted((r for r in rows if r.scored), key=lambda r: -r.urgency)
+    for k, row in enumerate(xrays, 1):
         row.rank = k
     card = predictor.card
     what = f"P({card.positive_class})" if card.binary else "P(not normal)"
-    return Worklist(list(card.classes), rows, failures, what)
+    others = [r for r in rows if not r.scored]
+    return Worklist(list(card.classes), xrays, failures, what, others)
 
 
 def predict_paths(

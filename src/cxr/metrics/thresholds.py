@@ -61,6 +61,25 @@ def _rates(truth: np.ndarray, p: np.ndarray, threshold: float) -> tuple[float, f
     return (tp / npos if npos else np.nan), (tn / nneg if nneg else np.nan)
 
 
+def threshold_sweep(truth: np.ndarray, p: np.ndarray) -> dict[str, list]:
+    """The confusion counts at every distinct probability as threshold, highest first, under the
+    one rule `positive iff p >= threshold`: a threshold slider looks its counts up here instead
+    of recomputing them. Between two listed thresholds the counts are those of the higher one;
+    above the first, nothing is positive."""
+    truth, p = np.asarray(truth).astype(int), np.asarray(p, float)
+    thresholds = np.unique(p)[::-1]
+    positives, negatives = np.sort(p[truth == 1]), np.sort(p[truth == 0])
+    tp = len(positives) - np.searchsorted(positives, thresholds, side="left")
+    fp = len(negatives) - np.searchsorted(negatives, thresholds, side="left")
+    return {
+        "threshold": thresholds.tolist(),
+        "tp": tp.tolist(),
+        "fp": fp.tolist(),
+        "fn": (len(positives) - tp).tolist(),
+        "tn": (len(negatives) - fp).tolist(),
+    }
+
+
 def operating_points(
     tuning: tuple[np.ndarray, np.ndarray, list[str] | None],
     evaluated: tuple[np.ndarray, np.ndarray, list[str] | None],

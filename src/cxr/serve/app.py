@@ -23,8 +23,18 @@ from PIL import Image as PILImage
 from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
 from cxr.errors import CxrError, ImageProblem, ImageReadError
-from cxr.inference.plausibility import flags
-from cxr.inference.predict import Row, pseudonym, ranked, score
+from cxr.evaluation.explorer import WIDGET, card_explorer
+from cxr.inference.predict import (
+    Notes,
+    Row,
+    cam_caption,
+    explained_class,
+    known_class,
+    notes,
+    pseudonym,
+    ranked,
+    score,
+)
 from cxr.inference.predictor import TorchPredictor, load_predictor
 from cxr.serve.uploads import UploadGuard, multipart_schema, uploads
 
@@ -33,6 +43,7 @@ PAGE = Path(__file__).with_name("static") / "index.html"
 UNSUPPORTED = {ImageProblem.NOT_AN_IMAGE, ImageProblem.UNSUPPORTED}
 DISPLAY_SIDE = 1024  # the page's pictures: overlay and plain image
 FORM_OVERHEAD = 2**20  # multipart headers and boundaries around the files
+THUMBNAIL = 96  # px, the longer side of a worklist thumbnail
 
 
 @dataclass(frozen=True)
@@ -96,27 +107,41 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 status, f"This file is not a chest X-ray image we can read: {exc}"
             ) from None
 
-    def reduce(data: bytes, name: str) -> tuple[np.ndarray, list[str]]:
-        """Read one batch file and keep only what scoring needs: the model-size array, flags."""
+    def reduce(data: bytes, name: str) -> tuple[np.ndarray, Notes, str]:
+        """Read one batch file and keep only what scoring and the worklist need: the model-size
+        array, its flags and warnings, a thumbnail."""
         image = read_image(data, name)
-        return predictor.card.preprocessing.to_array(image.pixels), flags(image)
+        array = predictor.card.preprocessing.to_array(image.pixels)
+        return array, notes(image, predictor.card.population), _thumbnail_url(image)
 
     def infer(images: list[XrayImage], names: list[str]) -> list[Row]:
         arrays = [predictor.card.preprocessing.to_array(im.pixels) for im in images]
-        return score(predictor, names, arrays, [flags(im) for im in images])
+        population = predictor.card.population
+        return score(predictor, names, arrays, [notes(im, population) for im in images])
 
     cam_model = copy.deepcopy(predictor.model) if isinstance(predictor, TorchPredictor) else None
     cam_lock = threading.Lock()  # Grad-CAM hooks its model: one heat map at a time, on a copy
 
-    def heat_map_urls(image: XrayImage, row: Row) -> tuple[str, str]:
-        """The overlay and the plain image, both as PNG data URLs (a browser cannot show DICOM)."""
-        from cxr.inference.cam import display_size, heat_map, overlay
+    def heat_map_urls(image: XrayImage, row: Row, chosen: str | None) -> dict:
+        """The heat map for the explained class (the positive one unless chosen), as the overlay,
+        the bare RGBA layer and its colour bar, with the plain image: PNG data URLs at display
+        size, since a browser cannot show DICOM."""
+        from cxr.inference.cam import colour_bar, display_image, heat_layer, heat_map, overlay
 
+        classes = predictor.card.classes
+        explained = explained_class(predictor, row.probs, chosen)
         with cam_lock:
-            cam = heat_map(cam_model, image, predictor.card.classes.index(row.predicted))
-        size = display_size(image.info.width, image.info.height, DISPLAY_SIDE)
-        plain = PILImage.fromarray(image.pixels).resize(size, PILImage.Resampling.BILINEAR)
-        return _png_url(overlay(image, cam, DISPLAY_SIDE)), _png_url(plain)
+            cam = heat_map(cam_model, image, classes.index(explained))
+        plain = display_image(image, DISPLAY_SIDE)
+        return {
+            "cam": _png_url(overlay(image, cam, DISPLAY_SIDE)),
+            "heat": _png_url(heat_layer(cam, plain.size)),
+            "image": _png_url(plain),
+            "legend": _png_url(colour_bar()),
+            "cam_class": explained,
+            "cam_probability": float(row.probs[classes.index(explained)]),
+            "cam_caption": cam_caption(classes, row.probs, explained),
+        }
 
     if cfg.db is not None:
         from cxr.serve.worklist import worklist_router
@@ -143,14 +168,39 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         """The tuning split's calibrated predictions: an operating-point explorer works on them."""
         return predictor.card.tuning
 
+    explorer = card_explorer(predictor.card)
+
+    @app.get("/api/operating-points")
+    async def operating_points() -> dict:
+        """Confusion counts at every threshold over the tuning split's predictions, counted by
+        the metrics kernel, for the page's threshold slider (no file names, no patients)."""
+        if explorer is None:
+            raise HTTPException(404, "this model file stores no tuning-split predictions")
+        return explorer
+
+    @app.get("/explorer.js", include_in_schema=False)
+    async def explorer_widget() -> Response:
+        return Response(WIDGET.read_text(), media_type="text/javascript")
+
     @app.post("/api/predict", openapi_extra=multipart_schema("file", many=False))
     async def predict(
         request: Request,
         cam: Annotated[
-            bool, Query(description="Add the Grad-CAM overlay as a PNG data URL.")
+            bool, Query(description="Add the Grad-CAM heat map and the image as PNG data URLs.")
         ] = False,
+        cam_class: Annotated[
+            str | None,
+            Query(description="The class the heat map explains (default: the positive class)."),
+        ] = None,
     ) -> dict:
         """One JPEG, PNG or DICOM chest X-ray (multipart field `file`)."""
+        if cam and not isinstance(predictor, TorchPredictor):
+            raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")
+        if cam_class is not None:
+            try:
+                known_class(predictor, cam_class)
+            except CxrError as exc:
+                raise HTTPException(422, str(exc)) from None
         upload = None
         limit = cfg.max_upload_bytes + FORM_OVERHEAD
         async for part in uploads(request, "file", cfg.max_upload_bytes, limit):
@@ -165,10 +215,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         del answer["rank"]  # one image is not a worklist
         answer |= {"threshold": asdict(threshold) if threshold else None, "cam": None}
         if cam:
-            if not isinstance(predictor, TorchPredictor):
-                raise HTTPException(400, "heat maps need the PyTorch model file, not ONNX")
-            answer["cam"], answer["image"] = await anyio.to_thread.run_sync(
-                heat_map_urls, image, row, limiter=limiter
+            answer |= await anyio.to_thread.run_sync(
+                heat_map_urls, image, row, cam_class, limiter=limiter
             )
         return answer
 
@@ -179,7 +227,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     ):
         """Several X-rays (multipart field `files`, repeated): a worklist, most urgent first.
         Each file is read and reduced to the model's input as soon as it has arrived."""
-        arrays, notes, names, failures = [], [], [], []
+        arrays, noted, thumbnails, names, failures = [], [], [], [], []
         async for upload in uploads(
             request, "files", cfg.max_upload_bytes, cfg.max_batch_bytes + FORM_OVERHEAD
         ):
@@ -190,22 +238,24 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 failures.append((name, f"larger than {cfg.max_upload_bytes // 2**20} MB"))
                 continue
             try:
-                array, note = await anyio.to_thread.run_sync(
+                array, note, thumbnail = await anyio.to_thread.run_sync(
                     reduce, upload.data, name, limiter=limiter
                 )
             except ImageReadError as exc:
                 failures.append((name, f"{exc.problem.value}: {exc.detail}"))
                 continue
             arrays.append(array)
-            notes.append(note)
+            noted.append(note)
+            thumbnails.append(thumbnail)
             names.append(name)
         if not names and not failures:
             raise HTTPException(422, "no files: send images in the multipart field 'files'")
         rows = (
-            await anyio.to_thread.run_sync(score, predictor, names, arrays, notes, limiter=limiter)
+            await anyio.to_thread.run_sync(score, predictor, names, arrays, noted, limiter=limiter)
             if arrays
             else []
         )
+        thumbnail_of = {id(row): t for row, t in zip(rows, thumbnails, strict=True)}
         worklist = ranked(predictor, rows, failures)
         if output == "csv":
             return Response(
@@ -213,11 +263,21 @@ def create_app(cfg: ServeConfig) -> FastAPI:
                 media_type="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="worklist.csv"'},
             )
-        return JSONResponse(
-            {**worklist.to_json(), "csv": worklist.csv_text()}  # the page downloads this CSV
-        )
+        answer = worklist.to_json()
+        for group, members in (("worklist", worklist.rows), ("not_scored", worklist.not_scored)):
+            for entry, row in zip(answer[group], members, strict=True):
+                entry["thumbnail"] = thumbnail_of[id(row)]
+        return JSONResponse({**answer, "csv": worklist.csv_text()})  # the page downloads the CSV
 
     return app
+
+
+def _thumbnail_url(image: XrayImage) -> str:
+    picture = PILImage.fromarray(image.pixels)
+    picture.thumbnail((THUMBNAIL, THUMBNAIL))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _png_url(picture: PILImage.Image) -> str:

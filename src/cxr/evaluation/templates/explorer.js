@@ -1,0 +1,99 @@
+// The operating-point explorer, shared by `cxr serve`'s page and `cxr report`. `data` comes from
+// cxr.evaluation.explorer.explorer_data: confusion counts at every distinct validation
+// probability, highest first, under the rule "positive iff p >= threshold". The widget looks the
+// counts up for the slider's threshold and divides them; it computes no metric of its own.
+function operatingPointExplorer(root, data) {
+  const percent = (x) => (Number.isFinite(x) ? (100 * x).toFixed(1) + " %" : "n/a");
+  const ratio = (a, b) => (b ? a / b : NaN);
+  const el = (tag, attrs, text) => {
+    const node = document.createElement(tag);
+    Object.assign(node, attrs || {});
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  if (!document.getElementById("explorer-style")) {
+    const style = el("style", { id: "explorer-style" });
+    style.textContent = `
+      .explorer .controls { display:flex; flex-wrap:wrap; gap:10px 22px; align-items:center; margin:8px 0 12px; }
+      .explorer .controls label { display:flex; gap:8px; align-items:center; flex-wrap:wrap; }
+      .explorer input[type=range] { width:min(320px, 70vw); }
+      .explorer input[type=number] { width:6em; font:inherit; }
+      .explorer .values { display:grid; grid-template-columns:repeat(auto-fit, minmax(140px, 1fr)); gap:10px; margin:0; }
+      .explorer .values div { border:1px solid #dde3ea; border-radius:8px; padding:8px 10px; background:#fafbfc; }
+      .explorer dt { color:#5b6b7c; font-size:13px; } .explorer dd { margin:2px 0 0; font-size:20px; font-weight:600; }
+      .explorer dd small { display:block; font-size:12px; font-weight:400; color:#5b6b7c; }
+      .explorer p { margin:10px 0 0; }`;
+    document.head.appendChild(style);
+  }
+  const pos = data.positive_class, neg = data.negative_class;
+  const negatives = data.images - data.positives;
+  root.classList.add("explorer");
+  root.replaceChildren();
+  root.appendChild(el("p", { className: "muted" },
+    `The model's predictions on ${data.images} images (${data.split}), ${data.positives} of them ${pos}. ` +
+    `An image is called ${pos} when P(${pos}) ≥ the threshold. The model's own threshold is ` +
+    `${data.threshold.toFixed(3)}.`));
+  const controls = el("div", { className: "controls" });
+  const slider = el("input", { type: "range", min: 0, max: 1, step: 0.001, value: data.threshold, className: "threshold" });
+  slider.setAttribute("aria-label", "threshold");
+  const shown = el("output", { className: "threshold-value" });
+  const prevalence = el("input", { type: "number", min: 0.1, max: 99.9, step: 0.1, className: "prevalence",
+    value: (100 * data.positives / data.images).toFixed(1) });
+  prevalence.setAttribute("aria-label", "prevalence in percent");
+  const reset = el("button", { type: "button" }, "model's threshold");
+  const sliderLabel = el("label", {}, "threshold ");
+  sliderLabel.append(slider, shown);
+  const prevalenceLabel = el("label", {}, `prevalence of ${pos} where you use it `);
+  prevalenceLabel.append(prevalence, " %");
+  controls.append(sliderLabel, reset, prevalenceLabel);
+  root.appendChild(controls);
+  const values = el("dl", { className: "values" });
+  const cells = {};
+  for (const [key, title] of [["sensitivity", "sensitivity"], ["specificity", "specificity"],
+      ["ppv", "PPV (here)"], ["npv", "NPV (here)"], ["ppv_at", "PPV at your prevalence"],
+      ["npv_at", "NPV at your prevalence"]]) {
+    const box = el("div");
+    cells[key] = el("dd", { className: key });
+    box.append(el("dt", {}, title), cells[key]);
+    values.appendChild(box);
+  }
+  root.appendChild(values);
+  const words = el("p", { className: "words" });
+  root.appendChild(words);
+
+  function countsAt(t) {
+    // thresholds are descending: the last one >= t has the counts of "p >= t"
+    const ts = data.thresholds;
+    let lo = 0, hi = ts.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (ts[mid] >= t) lo = mid + 1; else hi = mid; }
+    const k = lo - 1;
+    if (k < 0) return { tp: 0, fp: 0, fn: data.positives, tn: negatives };
+    return { tp: data.tp[k], fp: data.fp[k], fn: data.fn[k], tn: data.tn[k] };
+  }
+
+  function draw() {
+    const t = Number(slider.value);
+    shown.textContent = t.toFixed(3);
+    const c = countsAt(t);
+    const sens = ratio(c.tp, c.tp + c.fn), spec = ratio(c.tn, c.tn + c.fp);
+    const prior = Math.min(Math.max(Number(prevalence.value) / 100, 0.001), 0.999);
+    const ppvAt = ratio(sens * prior, sens * prior + (1 - spec) * (1 - prior));
+    const npvAt = ratio(spec * (1 - prior), spec * (1 - prior) + (1 - sens) * prior);
+    const put = (key, value, detail) => {
+      cells[key].textContent = percent(value);
+      if (detail) cells[key].appendChild(el("small", {}, detail));
+    };
+    put("sensitivity", sens, `${c.tp} of ${c.tp + c.fn} ${pos} found`);
+    put("specificity", spec, `${c.tn} of ${c.tn + c.fp} ${neg} cleared`);
+    put("ppv", ratio(c.tp, c.tp + c.fp), `${c.tp} of ${c.tp + c.fp} positive calls right`);
+    put("npv", ratio(c.tn, c.tn + c.fn), `${c.tn} of ${c.tn + c.fn} negative calls right`);
+    put("ppv_at", ppvAt, `at ${(100 * prior).toFixed(1)} % ${pos}`);
+    put("npv_at", npvAt, `at ${(100 * prior).toFixed(1)} % ${pos}`);
+    words.textContent = `At threshold ${t.toFixed(3)}, ${c.fn} of the ${c.tp + c.fn} ${pos} images ` +
+      `would be missed and ${c.fp} of the ${c.tn + c.fp} ${neg} images flagged.`;
+  }
+  slider.addEventListener("input", draw);
+  prevalence.addEventListener("input", draw);
+  reset.addEventListener("click", () => { slider.value = data.threshold; draw(); });
+  draw();
+}
