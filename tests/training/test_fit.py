@@ -41,7 +41,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
-    run = fit(_cfg(tmp_path, data, "name=s"))
+    run = fit(_cfg(tmp_path, data, "name=s", "data.age_years=[1, 5]"))
     assert {p.name for p in run.iterdir()} >= {
         "config.yaml",
         "history.csv",
@@ -59,6 +59,10 @@ def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
     assert card.threshold.positive_class == "PNEUMONIA" and 0 <= card.threshold.value <= 1
     assert card.metrics == metrics and card.calibration.verdict
     assert card.data["tune_fraction"] == 0.15 and card.data_fingerprint
+    # the population prediction checks new images against: grey-level ranges, documented ages
+    assert card.population["age_years"] == [1.0, 5.0] and card.population["images"] > 0
+    low, high = card.population["pixel_mean"]
+    assert 0 < low < high < 255
     rows = list(csv.DictReader((run / "tuning_predictions.csv").open()))
     p = _probabilities(model, [r["path"] for r in rows])
     assert np.allclose(p, [float(r["p_PNEUMONIA"]) for r in rows], atol=2e-6)

@@ -34,6 +34,9 @@ class DataConfig:
     hflip: bool = False  # anatomy is asymmetric (heart on the left): off unless asked for
     balance: Literal["none", "weighted_loss", "sampler"] = "weighted_loss"
     limit: int | None = None  # a seeded random N training files (N/4 tune and test): smoke tests
+    # The patients' documented age range in years (Kermany: children aged 1-5), for data whose
+    # files carry no age: prediction warns on a DICOM PatientAge outside it.
+    age_years: list[float] | None = None  # [youngest, oldest]
 
 
 @dataclass

@@ -1,5 +1,5 @@
 // The operating-point explorer, shared by `cxr serve`'s page and `cxr report`. `data` comes from
-// cxr.evaluation.explorer.explorer_data: confusion counts at every distinct validation
+// cxr.evaluation.explorer.explorer_data: confusion counts at every distinct tuning (or evaluated)
 // probability, highest first, under the rule "positive iff p >= threshold". The widget looks the
 // counts up for the slider's threshold and divides them; it computes no metric of its own.
 function operatingPointExplorer(root, data) {
