@@ -78,7 +78,7 @@ def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
 
 
 def fit(cfg: TrainConfig) -> Path:
-    L.seed_everything(cfg.data.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True)
     prep = model_spec(cfg.model.name).preprocessing
     if cfg.model.size:
         prep = dataclasses.replace(prep, size=cfg.model.size)
