@@ -10,7 +10,7 @@ from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
 from cxr.evaluation.report import build_report
 from cxr.progress import Stages, silent
 from cxr.settings import resolve_data
-from cxr.training.config import load_config
+from cxr.training.config import TrainConfig, load_config
 from cxr.training.fit import fit
 
 
@@ -29,7 +29,21 @@ def run_study(
 ) -> Study:
     """Everything lands in the new run folder: model.pt, evaluation/, report.html. The report
     reuses the evaluation's scores, so its intervals are the very ones printed."""
-    cfg = load_config(config, list(overrides))
+    run, evaluation = train_and_test(load_config(config, list(overrides)), bootstrap, progress)
+    report = build_report(
+        [(evaluation.predictions, evaluation.scores)],
+        run / "report.html",
+        bootstrap,
+        progress=progress,
+    )
+    return Study(run, evaluation, report)
+
+
+def train_and_test(
+    cfg: TrainConfig, bootstrap: int = 1000, progress: Stages = silent
+) -> tuple[Path, Evaluation]:
+    """Train `cfg` and evaluate its model on the internal-test patients into `run`/evaluation:
+    the one step the study, cross-validation and the lever table repeat."""
     run = fit(cfg)
     evaluation = evaluate(
         run / "model.pt",
@@ -40,10 +54,4 @@ def run_study(
         workers=cfg.data.workers,
         progress=progress,
     )
-    report = build_report(
-        [(evaluation.predictions, evaluation.scores)],
-        run / "report.html",
-        bootstrap,
-        progress=progress,
-    )
-    return Study(run, evaluation, report)
+    return run, evaluation
