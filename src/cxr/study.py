@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
+from cxr.evaluation.evaluate import Evaluation
+from cxr.evaluation.held_out import train_and_test
 from cxr.evaluation.report import build_report
 from cxr.progress import Stages, silent
-from cxr.settings import resolve_data
-from cxr.training.config import TrainConfig, load_config
-from cxr.training.fit import fit
+from cxr.training.config import load_config
 
 
 @dataclass(frozen=True)
@@ -37,21 +36,3 @@ def run_study(
         progress=progress,
     )
     return Study(run, evaluation, report)
-
-
-def train_and_test(
-    cfg: TrainConfig, bootstrap: int = 1000, progress: Stages = silent
-) -> tuple[Path, Evaluation]:
-    """Train `cfg` and evaluate its model on the internal-test patients into `run`/evaluation:
-    the one step the study, cross-validation and the lever table repeat."""
-    run = fit(cfg)
-    evaluation = evaluate(
-        run / "model.pt",
-        resolve_data(cfg.data.root),
-        INTERNAL_TEST,
-        run / "evaluation",
-        bootstrap=bootstrap,
-        workers=cfg.data.workers,
-        progress=progress,
-    )
-    return run, evaluation

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from cxr.errors import CxrError
+from cxr.evaluation.held_out import train_and_test
 from cxr.outputs import new_output_dir
-from cxr.study import train_and_test
 from cxr.training.config import TrainConfig
 
 SUMMARISED = (

@@ -60,8 +60,8 @@ def run_levers(
         load_config(config, [*overrides, *lever.overrides])
     from cxr.evaluation.compare import aligned  # PyTorch loads only once the levers are valid
     from cxr.evaluation.cv import read_cv, run_cv
+    from cxr.evaluation.held_out import train_and_test
     from cxr.metrics.stats import delong_test
-    from cxr.study import train_and_test
 
     if out is None:
         out = default_output_dir("levers", Path(config).stem if config else "levers")
