@@ -67,7 +67,9 @@ def run_levers(
         out = default_output_dir("levers", Path(config).stem if config else "levers")
     else:
         must_be_new(out).mkdir(parents=True)
-    rows, evaluations = [], []
+    rows: list[dict] = []
+    payload = {"config": str(config), "overrides": overrides, "folds": folds, "rows": rows}
+    base = None
     for lever in every:
         slug = _slug(lever.name)
         cfg = load_config(config, [*overrides, *lever.overrides, f"name={slug}", f"runs_dir={out}"])
@@ -86,23 +88,24 @@ def run_levers(
         if folds:
             cv = run_cv(cfg, folds, out / f"{slug}-cv{folds}", bootstrap=200)
             row["folds"] = [f["metrics"] for f in read_cv(cv)["folds"]]
+        if base is None:
+            base = result.predictions
+        else:  # paired on the very same images; refuses a lever that moved the internal test
+            base, p = aligned([base, result.predictions])
+            if base.binary_view() and p.binary_view():
+                truth, base_scores = base.binary_view()
+                delong = delong_test(truth, p.binary_view()[1], base_scores)  # lever - baseline
+                row["auroc_difference"] = delong.difference
+                row["auroc_difference_ci95"] = list(delong.ci)
+                row["delong_p"] = delong.p_value
+            if folds:
+                row["fold_auroc_difference"] = _fold_differences(rows[0], row)
         rows.append(row)
-        evaluations.append(result.predictions)
+        # written after every lever: a long table that stops early keeps what it measured
+        (out / "levers.json").write_text(json.dumps(payload, indent=2))
+        (out / "levers.md").write_text(lever_table(payload))
         if on_run:
             on_run(lever.name, row)
-    base, *others = aligned(evaluations)  # refuses levers that moved the internal test
-    for row, p in zip(rows[1:], others, strict=True):
-        if base.binary_view() and p.binary_view():
-            truth, base_scores = base.binary_view()
-            delong = delong_test(truth, p.binary_view()[1], base_scores)  # lever - baseline
-            row["auroc_difference"] = delong.difference
-            row["auroc_difference_ci95"] = list(delong.ci)
-            row["delong_p"] = delong.p_value
-        if folds:
-            row["fold_auroc_difference"] = _fold_differences(rows[0], row)
-    payload = {"config": str(config), "overrides": overrides, "folds": folds, "rows": rows}
-    (out / "levers.json").write_text(json.dumps(payload, indent=2))
-    (out / "levers.md").write_text(lever_table(payload))
     return out
 
 
