@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
+from cxr.evaluation.evaluate import Evaluation
+from cxr.evaluation.held_out import train_and_test
 from cxr.evaluation.report import build_report
 from cxr.progress import Stages, silent
-from cxr.settings import resolve_data
 from cxr.training.config import load_config
-from cxr.training.fit import fit
 
 
 @dataclass(frozen=True)
@@ -29,17 +28,7 @@ def run_study(
 ) -> Study:
     """Everything lands in the new run folder: model.pt, evaluation/, report.html. The report
     reuses the evaluation's scores, so its intervals are the very ones printed."""
-    cfg = load_config(config, list(overrides))
-    run = fit(cfg)
-    evaluation = evaluate(
-        run / "model.pt",
-        resolve_data(cfg.data.root),
-        INTERNAL_TEST,
-        run / "evaluation",
-        bootstrap=bootstrap,
-        workers=cfg.data.workers,
-        progress=progress,
-    )
+    run, evaluation = train_and_test(load_config(config, list(overrides)), bootstrap, progress)
     report = build_report(
         [(evaluation.predictions, evaluation.scores)],
         run / "report.html",

@@ -268,3 +268,34 @@ def test_report_slider_agrees_with_cxr_evaluate(runs, tmp_path):
                         threshold, key, shown, m[name],
                     )  # fmt: skip
         browser.close()
+
+
+def test_levers_train_on_one_split_and_are_judged_paired(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path / "cache"))
+    result = _cxr(
+        "levers", f"data.root={data / 'chest_xray'}", "data.limit=48", "data.workers=0",
+        "optim.epochs=1", "model.size=32", "model.args={width: 8, depth: 3}",
+        "--lever", "seed 1: seed=1",
+        "--bootstrap", 20, "--out", tmp_path / "levers",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    table = json.loads((tmp_path / "levers" / "levers.json").read_text())["rows"]
+    assert [r["lever"] for r in table] == ["baseline", "seed 1"]
+    assert "delong_p" not in table[0] and all(0 <= r["delong_p"] <= 1 for r in table[1:])
+    base, seed1 = (
+        list(csv.DictReader((tmp_path / "levers" / r["run"] / "evaluation" / "predictions.csv")
+                            .open()))
+        for r in table[:2]
+    )  # fmt: skip
+    assert [r["digest"] for r in base] == [r["digest"] for r in seed1]  # the same images
+    assert [r["p_PNEUMONIA"] for r in base] != [r["p_PNEUMONIA"] for r in seed1]  # other weights
+    runs = [load_config(tmp_path / "levers" / r["run"] / "config.yaml") for r in table]
+    assert [c.seed for c in runs] == [0, 1] and {c.data.seed for c in runs} == {0}
+    assert "| seed 1 | `seed=1` |" in (tmp_path / "levers" / "levers.md").read_text()
+    assert "seed 1: internal-test auroc" in result.stdout
+
+
+def test_a_mistyped_lever_is_refused_before_anything_trains(tmp_path):
+    result = _cxr("levers", "--lever", "ema: optim.emma=0.9", "--out", tmp_path / "levers")
+    assert result.returncode == 2 and "optim.emma" in result.stdout
+    assert not (tmp_path / "levers").exists()

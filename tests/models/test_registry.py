@@ -28,6 +28,13 @@ def test_forward_and_backward_at_tiny_size(name):
     model.get_submodule(model.card.spec.target_layer)  # the Grad-CAM layer exists
 
 
+@pytest.mark.parametrize("depth", [2, 3, 5])
+def test_grad_cam_layer_exists_at_any_depth_of_our_cnn(depth):
+    model = create_model("cxr_cnn", depth=depth, width=4)
+    layer = model.get_submodule(model.card.spec.target_layer)
+    assert layer(torch.zeros(1, 1, 64, 64)).shape[1] == 4 * 2 ** (depth - 1)  # the last stage
+
+
 def _photo(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR)) / 255
 

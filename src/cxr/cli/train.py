@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import Bootstrap, app, existing, out_option, progress, say, warn
+from cxr.cli.common import Bootstrap, app, console, existing, out_option, progress, say, warn
 from cxr.cli.render import print_cv, print_scores
 
 Config = Annotated[
@@ -80,3 +80,40 @@ def cv_command(
     folder = run_cv(cfg, folds, out, on_fold=said)
     print_cv(folder)
     say(f"cv folder: {folder}")
+
+
+@app.command("levers", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def levers_command(
+    ctx: typer.Context,
+    lever: Annotated[
+        list[str],
+        typer.Option(
+            help="'NAME: key=value [key=value ...]', once per lever, e.g. 'EMA: optim.ema=0.999'."
+        ),
+    ],
+    config: Config = None,
+    folds: Annotated[
+        int | None, typer.Option(help="Also run patient-fold CV per lever (k trainings each).")
+    ] = None,
+    bootstrap: Bootstrap = 1000,
+    out: Annotated[Path | None, out_option("New folder for the runs and levers.md")] = None,
+) -> None:
+    """Which changes to the recipe help: the baseline (config + `key=value` arguments) and each
+    lever trained on the same split, judged on the same internal-test images (paired DeLong test),
+    with training wall time.
+
+    Example: cxr levers --config configs/demo.yaml --lever "EMA: optim.ema=0.999" --lever
+    "seed 1: seed=1"
+    """
+    from cxr.evaluation.levers import parse_lever, run_levers
+
+    parsed = [parse_lever(text) for text in lever]
+
+    def said(name: str, row: dict) -> None:
+        key = "auroc" if "auroc" in row["metrics"] else "macro_auroc"
+        figure, seconds = row["metrics"][key], row["wall_s"]
+        say(f"{name}: internal-test {key} {figure:.4f} ({seconds:.0f} s)")
+
+    folder = run_levers(config, list(ctx.args), parsed, out, folds, bootstrap, on_run=said)
+    console.print((folder / "levers.md").read_text(), markup=False, highlight=False)
+    say(f"levers folder: {folder}")

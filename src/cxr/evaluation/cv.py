@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from cxr.errors import CxrError
-from cxr.evaluation.evaluate import INTERNAL_TEST, evaluate
+from cxr.evaluation.held_out import train_and_test
 from cxr.outputs import new_output_dir
-from cxr.settings import resolve_data
 from cxr.training.config import TrainConfig
-from cxr.training.fit import fit
 
 SUMMARISED = (
     "auroc",
@@ -49,14 +47,7 @@ def run_cv(
             runs_dir=str(out),
             data=replace(cfg.data, fold=k, folds=folds),
         )
-        run = fit(fold_cfg)
-        result = evaluate(
-            run / "model.pt",
-            resolve_data(cfg.data.root),
-            INTERNAL_TEST,
-            run / "evaluation",
-            bootstrap=bootstrap,
-        )
+        run, result = train_and_test(fold_cfg, bootstrap)
         metrics = {k: v for k, v in result.scores["metrics"].items() if isinstance(v, int | float)}
         results.append({"fold": k + 1, "run": run.name, "metrics": metrics})
         if on_fold:

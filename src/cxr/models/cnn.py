@@ -31,7 +31,7 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
-@register_model(Preprocessing(size=128), target_layer="features.stage3", head="head")
+@register_model(Preprocessing(size=128), target_layer="features", head="head")  # any depth
 def cxr_cnn(
     pretrained: bool = False,
     num_classes: int = 2,

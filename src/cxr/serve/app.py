@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image as PILImage
 
+from cxr import __version__
 from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
 from cxr.errors import CxrError, ImageProblem, ImageReadError
@@ -82,7 +83,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     app = FastAPI(
         title="cxr",
         description="Chest X-ray classification. A research tool, not a medical device.",
-        version="0.1.0",
+        version=__version__,
     )
     app.add_middleware(
         UploadGuard,

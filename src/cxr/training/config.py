@@ -27,7 +27,7 @@ class DataConfig:
     test_fraction: float = 0.15  # patients only evaluation sees: the internal test
     fold: int | None = None  # cross-validation: the internal test is this patient fold
     folds: int = 5
-    seed: int = 0
+    seed: int = 0  # the patient split (and calibration folds); `TrainConfig.seed` drives training
     batch_size: int = 32
     workers: int = 2
     augment: Literal["none", "light", "radiograph"] = "radiograph"
@@ -78,6 +78,8 @@ class TrainerConfig:
 class TrainConfig:
     name: str = "run"
     runs_dir: str = "runs"
+    # initialisation, batch order, augmentation: another seed is another model on the same split
+    seed: int = 0
     threshold_rule: str = "sensitivity>=0.95"  # or youden, or fixed:0.5
     calibration: Literal["auto", "none", "temperature", "platt", "vector"] = "auto"
     data: DataConfig = field(default_factory=DataConfig)

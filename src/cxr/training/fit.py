@@ -78,7 +78,7 @@ def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
 
 
 def fit(cfg: TrainConfig) -> Path:
-    L.seed_everything(cfg.data.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True)
     prep = model_spec(cfg.model.name).preprocessing
     if cfg.model.size:
         prep = dataclasses.replace(prep, size=cfg.model.size)
@@ -143,16 +143,16 @@ def fit(cfg: TrainConfig) -> Path:
         return run
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    write_history(run / "lightning" / "metrics.csv", run / "history.csv")
+    epochs = write_history(run / "lightning" / "metrics.csv", run / "history.csv")
     model = module.model.cpu().to(memory_format=torch.contiguous_format).eval()
-    _finish(run, cfg, data, model, precision)
+    _finish(run, cfg, data, model, precision, epochs)
     (run / "lightning" / "best.ckpt").unlink()  # model.pt holds the same weights, self-described
     return run
 
 
-def write_history(logged: Path, out: Path) -> None:
+def write_history(logged: Path, out: Path) -> int:
     """Lightning's CSVLogger rows (steps and epochs mixed) as one row per epoch, epochs counted
-    from 1 as a user counts them."""
+    from 1 as a user counts them; returns how many epochs ran."""
     per_epoch: dict[int, dict[str, str]] = {}
     with logged.open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -165,6 +165,7 @@ def write_history(logged: Path, out: Path) -> None:
         writer.writerow(["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc"])
         for epoch, row in sorted(per_epoch.items()):
             writer.writerow([epoch + 1, *[row.get(k, "") for k in fields[1:]]])
+    return len(per_epoch)
 
 
 def training_population(data: XrayDataModule) -> dict:
@@ -182,7 +183,9 @@ def training_population(data: XrayDataModule) -> dict:
     }
 
 
-def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision: str) -> None:
+def _finish(
+    run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision: str, epochs: int
+) -> None:
     """Tuning predictions of the best epoch; the calibration chosen on them (kept only if it
     lowers held-out ECE); the threshold chosen on the calibrated probabilities; model.pt."""
     tune = data.tune_images
@@ -233,7 +236,7 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision:
         recipe={
             "precision": precision,
             "size": data.prep.size,
-            "epochs_run": int(_epochs_run(run)),
+            "epochs_run": epochs,
             **{k: v for k, v in dataclasses.asdict(cfg.optim).items()},
             "augment": cfg.data.augment,
             "balance": cfg.data.balance,
@@ -243,8 +246,3 @@ def _finish(run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision:
         population=training_population(data),
     )
     save_model(run / "model.pt", model)
-
-
-def _epochs_run(run: Path) -> int:
-    with (run / "history.csv").open(newline="") as fh:
-        return sum(1 for _ in csv.DictReader(fh))
