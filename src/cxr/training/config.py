@@ -34,6 +34,9 @@ class DataConfig:
     hflip: bool = False  # anatomy is asymmetric (heart on the left): off unless asked for
     balance: Literal["none", "weighted_loss", "sampler"] = "weighted_loss"
     limit: int | None = None  # a seeded random N training files (N/4 tune and test): smoke tests
+    # folders (e.g. `cxr reviews export`s) whose images join the training part only, never tuning
+    # or internal test: reviewed cases were chosen by the model's disagreements
+    extra_train: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -135,6 +138,9 @@ def _check(value: Any, hint: Any, key: str) -> Any:
         origin = typing.get_origin(option) or option
         if value is None and option is type(None):
             return None
+        if origin is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if origin is not float and origin is not type(None) and isinstance(value, origin):
