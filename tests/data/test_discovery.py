@@ -21,6 +21,17 @@ def test_kermany3_scheme(data):
     assert counts == {"normal": 1341, "bacterial": 2530, "viral": 1345}
 
 
+def test_kermany3_keeps_a_label_already_decided(tmp_path, data):
+    """A reviews export names its files by UID: its `bacterial`/`viral` labels are final."""
+    source = sorted((data / "dicom_cxr/kermany_wrapped").glob("*.dcm"))[0]
+    shutil.copy(source, tmp_path / "1.2.3_ab.dcm")
+    (tmp_path / "labels.csv").write_text("file,label\n1.2.3_ab.dcm,viral\n")
+    assert discover(tmp_path, LabelScheme("kermany3")).classes == ["viral"]
+    (tmp_path / "labels.csv").write_text("file,label\n1.2.3_ab.dcm,PNEUMONIA\n")
+    with pytest.raises(DatasetError, match=r"1\.2\.3_ab\.dcm: kermany3 needs"):
+        discover(tmp_path, LabelScheme("kermany3"))
+
+
 def test_binary_view_of_a_multiclass_layout(data):
     ds = discover(data / "COVID-19_Radiography_Dataset", LabelScheme(negative="normal"))
     assert ds.classes == ["Normal", "abnormal"]

@@ -2,7 +2,8 @@
 DICOMs of dicom_cxr to Orthanc (the PACS), which forwards them to `cxr listen`; the worklist fills,
 the 3 non-chest images land in "not scored"; Secondary Captures and SRs appear beside the originals
 in Orthanc; in Chromium a reviewer corrects 3 cases with the keyboard; `cxr reviews export` holds
-exactly those corrections and `cxr evaluate` reads them; no patient name anywhere."""
+exactly those corrections, `cxr evaluate` reads them and `cxr train` learns from them (training
+part only); no patient name anywhere."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import httpx
 import pydicom
 from playwright.sync_api import expect, sync_playwright
 
+from cxr.models import load_model
 from tests.radiology.conftest import MARKER, dump, free_port, wait_until
 
 CHROMIUM = shutil.which("chromium")
@@ -156,10 +158,19 @@ def test_pacs_to_reviewed_dataset(
         assert len(list(csv.DictReader(fh))) == 3, evaluation.stdout
     inspected = _cxr("data", "inspect", out)
     assert "3" in inspected.stdout
+    # ... and learnt from: the corrections join a training run's training part only.
+    trained = _cxr("train", "--config", Path(__file__).parents[2] / "configs" / "quick.yaml",
+                   f"data.root={data / 'chest_xray'}", "data.limit=24", "data.workers=0",
+                   "optim.epochs=1", "model.size=48", f"runs_dir={tmp_path / 'runs'}",
+                   f"data.extra_train=[{out}]")  # fmt: skip
+    card = load_model(tmp_path / "runs" / "quick" / "model.pt").card
+    assert card.population["extra_images"] == {str(out): 3}
+    assert str(out) not in (tmp_path / "runs" / "quick" / "tuning_predictions.csv").read_text()
 
     listener.stop()
     texts = [dump(db_url), listener.log.read_text(), (tmp_path / "serve.log").read_text(),
-             evaluation.stdout, (out / "labels.csv").read_text()]  # fmt: skip
+             evaluation.stdout, (out / "labels.csv").read_text(), trained.stdout + trained.stderr,
+             (tmp_path / "runs" / "quick" / "model.pt").read_bytes().decode("latin-1")]  # fmt: skip
     assert not any(MARKER in t.upper() for t in texts)
     stored = b"".join(p.read_bytes() for p in listener.spool.rglob("*") if p.is_file())
     assert MARKER.encode() not in stored.upper()

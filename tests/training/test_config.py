@@ -30,6 +30,18 @@ def test_wrong_type_is_named():
         load_config(None, ["optim.epochs=many"])
 
 
+def test_extra_train_is_a_list_of_folders():
+    assert load_config(None, ["data.extra_train=[reviewed, /x/y]"]).data.extra_train == [
+        "reviewed",
+        "/x/y",
+    ]
+    assert load_config(None).data.extra_train == []
+    with pytest.raises(ConfigError, match=r"'data\.extra_train'.*not a list\[str\]"):
+        load_config(None, ["data.extra_train=reviewed"])
+    with pytest.raises(ConfigError, match=r"'data\.extra_train\[1\]'"):
+        load_config(None, ["data.extra_train=[reviewed, 3]"])
+
+
 def test_shipped_configs_load():
     configs = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
     assert len(configs) >= 5

@@ -32,6 +32,9 @@ def benchmark_train(
     models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Registered model names.")],
     batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
     steps: Annotated[int, typer.Option(help="Optimiser steps timed per variant and round.")] = 5,
+    size: Annotated[
+        int | None, typer.Option(help="Input side in px (default: each model's own).", min=16)
+    ] = None,
     out: JsonOut = None,
 ) -> None:
     """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, one process, interleaved.
@@ -50,7 +53,7 @@ def benchmark_train(
         step(1)
         step = stages("timing training steps", len(models))
         for name in models:
-            rows += train_throughput(name, batch=batch, steps=steps)
+            rows += train_throughput(name, batch=batch, steps=steps, size=size)
             step(1)
     print_train_throughput(rows, peak, torch.get_num_threads())
     if out:

@@ -9,6 +9,7 @@ from pathlib import Path
 from cxr.errors import DatasetError
 
 SCHEMES = ("folder", "kermany3")
+KERMANY3 = ("normal", "bacterial", "viral")
 
 _PERSON = re.compile(r"person(\d+)_", re.IGNORECASE)
 _STUDY = re.compile(r"((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
@@ -38,8 +39,8 @@ class LabelScheme:
     def _base(self, folder_label: str, path: Path) -> str:
         if self.name == "folder":
             return folder_label
-        if folder_label.lower() == "normal":
-            return "normal"
+        if folder_label.lower() in KERMANY3:  # already decided, e.g. a reviewer's label
+            return folder_label.lower()
         name = path.name.lower()
         if "_bacteria_" in name:
             return "bacterial"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from cxr.data.discovery import Dataset, Record
+from cxr.data.discovery import Dataset, Record, discover
+from cxr.data.labels import LabelScheme
 from cxr.errors import DatasetError
+from cxr.settings import resolve_data
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,35 @@ def protocol_split(
     return Protocol(train, tune, test)
 
 
+def extra_training(folders: Sequence[str], scheme: LabelScheme) -> dict[str, list[Record]]:
+    """`data.extra_train`: every labelled image of each folder (any layout `discover` reads), by
+    the folder as given."""
+    return {folder: discover(resolve_data(folder), scheme).records for folder in folders}
+
+
+def add_training(
+    protocol: Protocol, extra: dict[str, list[Record]], classes: Sequence[str]
+) -> Protocol:
+    """`extra` labelled images (e.g. a `cxr reviews export`) join the training part only: reviewed
+    cases were picked by the model's own disagreements, so tuning or testing on them would bias
+    the threshold, the calibration and the internal-test figures."""
+    extra = [r for records in extra.values() for r in records]
+    for r in extra:
+        if r.label not in classes:
+            raise DatasetError(
+                f"{r.path}: label {r.label!r} is not one of the classes {list(classes)} this "
+                "model learns; extra training images must use the same labels"
+            )
+    held = {r.path.resolve() for r in protocol.tune + protocol.test}
+    for r in extra:
+        if r.path.resolve() in held:
+            raise DatasetError(
+                f"{r.path}: already in the tuning or internal-test part; an extra training "
+                "image must not be one the model is tuned or tested on"
+            )
+    return replace(protocol, train=protocol.train + list(extra))
+
+
 def _folds(records: Sequence[Record], k: int, seed: int) -> list[list[Record]]:
     """`k` patient-disjoint folds with the class proportions kept, in a seeded order."""
     labels = np.array([r.label for r in records])
@@ -98,7 +129,8 @@ def _folds(records: Sequence[Record], k: int, seed: int) -> list[list[Record]]:
 
 def split_fingerprint(protocol: Protocol, root: Path) -> str:
     """Which training, tuning and internal-test files, with which labels: enough to tell two runs
-    apart, and to check that `cxr evaluate` rebuilt the very parts a model was tuned on."""
+    apart, and to check that `cxr evaluate` rebuilt the very parts a model was tuned on. Extra
+    training files from outside `root` count by file name."""
     digest = hashlib.sha256()
     for side, records in (
         ("train", protocol.train),
@@ -106,5 +138,6 @@ def split_fingerprint(protocol: Protocol, root: Path) -> str:
         ("test", protocol.test),
     ):
         for r in sorted(records, key=lambda r: str(r.path)):
-            digest.update(f"{side}\t{r.path.relative_to(root)}\t{r.label}\n".encode())
+            name = r.path.relative_to(root) if r.path.is_relative_to(root) else r.path.name
+            digest.update(f"{side}\t{name}\t{r.label}\n".encode())
     return digest.hexdigest()[:16]

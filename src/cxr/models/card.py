@@ -157,12 +157,13 @@ class ModelCard:
     def protocol(self, dataset=None):
         """The training run's train / tuning / internal-test parts, rebuilt from the card's data
         settings (on `dataset` if given: it must hold the same files to be the same split)."""
-        from cxr.data.split import protocol_split
+        from cxr.data.split import add_training, extra_training, protocol_split
+        from cxr.settings import resolve_data
 
         d = self.data
         if not d:
             raise CxrError("this model file records no training data settings")
-        return protocol_split(
+        protocol = protocol_split(
             dataset or self.dataset_for(),
             d["tune_fraction"],
             d["test_fraction"],
@@ -171,6 +172,11 @@ class ModelCard:
             d.get("fold"),
             d.get("folds", 5),
         )
+        # an extra folder moved away leaves the training part short: evaluate then finds the
+        # split fingerprint differs and says so
+        here = [f for f in d.get("extra_train", ()) if resolve_data(f).is_dir()]
+        extra = extra_training(here, self.label_scheme_object())
+        return add_training(protocol, extra, self.classes)
 
     # --- the file --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -215,6 +221,9 @@ class ModelCard:
             "trained on": f"{self.data.get('root', '?')} (split fingerprint "
             f"{self.data_fingerprint or '?'})",
         }
+        if extra := self.population.get("extra_images"):
+            added = ", ".join(f"{n} from {folder}" for folder, n in extra.items())
+            rows["extra training images"] = f"{added} (training part only)"
         if self.members:
             rows["ensemble of"] = ", ".join(self.members)
         return rows

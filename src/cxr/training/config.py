@@ -37,6 +37,9 @@ class DataConfig:
     # The patients' documented age range in years (Kermany: children aged 1-5), for data whose
     # files carry no age: prediction warns on a DICOM PatientAge outside it.
     age_years: list[float] | None = None  # [youngest, oldest]
+    # folders (e.g. `cxr reviews export`s) whose images join the training part only, never tuning
+    # or internal test: reviewed cases were chosen by the model's disagreements
+    extra_train: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +141,9 @@ def _check(value: Any, hint: Any, key: str) -> Any:
         origin = typing.get_origin(option) or option
         if value is None and option is type(None):
             return None
+        if origin is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
         if origin is not float and origin is not type(None) and isinstance(value, origin):

@@ -1,4 +1,5 @@
-"""Where training data comes from: the train / tuning / internal-test protocol and the pixel cache.
+"""Where training data comes from: the train / tuning / internal-test protocol (plus any
+`data.extra_train` folders, in the training part only) and the pixel cache.
 
 Images are served as uint8 tensors held in memory (a 224 px Kermany training part is about 180 MB);
 augmentation and normalisation happen on whole batches in the LightningModule.
@@ -11,13 +12,14 @@ from collections import Counter
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from cxr.data.cache import CachedImages, PixelCache
 from cxr.data.discovery import Record, discover
 from cxr.data.labels import LabelScheme
 from cxr.data.preprocess import Preprocessing
-from cxr.data.split import protocol_split, split_fingerprint
+from cxr.data.split import add_training, extra_training, protocol_split, split_fingerprint
 from cxr.errors import DatasetError
 from cxr.settings import resolve_data
 from cxr.training.config import DataConfig
@@ -42,17 +44,23 @@ class XrayDataModule(L.LightningDataModule):
     def __init__(self, cfg: DataConfig, prep: Preprocessing) -> None:
         super().__init__()
         self.cfg, self.prep = cfg, prep
-        dataset = discover(resolve_data(cfg.root), LabelScheme(cfg.scheme, cfg.negative))
-        self.protocol = protocol_split(
-            dataset,
-            cfg.tune_fraction,
-            cfg.test_fraction,
-            cfg.seed,
-            cfg.limit,
-            cfg.fold,
-            cfg.folds,
-        )
+        scheme = LabelScheme(cfg.scheme, cfg.negative)
+        dataset = discover(resolve_data(cfg.root), scheme)
         self.classes = sorted({r.label for r in dataset.records if r.split in {"train", None}})
+        self.extra = extra_training(cfg.extra_train, scheme)
+        self.protocol = add_training(
+            protocol_split(
+                dataset,
+                cfg.tune_fraction,
+                cfg.test_fraction,
+                cfg.seed,
+                cfg.limit,
+                cfg.fold,
+                cfg.folds,
+            ),
+            self.extra,
+            self.classes,
+        )
         self.root = dataset.root
 
     def _cache(self) -> PixelCache:
@@ -70,6 +78,8 @@ class XrayDataModule(L.LightningDataModule):
 
     def _tensors(self, cache: PixelCache, records: list[Record]) -> PixelTensors:
         images = cache.load([r.path for r in records])
+        for failure in images.failures:  # one bad file never stops a run
+            rank_zero_warn(f"{failure.path}: skipped ({failure.reason})")
         if not len(images):
             raise DatasetError(f"{self.root}: none of {len(records)} images could be read")
         label = {r.path: r.label for r in records}

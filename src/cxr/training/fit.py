@@ -171,12 +171,17 @@ def write_history(logged: Path, out: Path) -> int:
 def training_population(data: XrayDataModule) -> dict:
     """The range of the training images' grey-level mean and spread (0.5th-99.5th percentile)
     and the data's documented age range, so prediction can warn when an image falls outside
-    what the model has seen (see cxr.inference.plausibility.out_of_population)."""
+    what the model has seen (see cxr.inference.plausibility.out_of_population); and how many
+    readable images each `data.extra_train` folder added."""
     flat = data.train_images.pixels.flatten(1).float()
     mean, std = flat.mean(1).numpy(), flat.std(1).numpy()
+    read = set(data.train_images.images.paths)
     ages = data.cfg.age_years
     return {
         "images": len(flat),
+        "extra_images": {
+            folder: sum(r.path in read for r in records) for folder, records in data.extra.items()
+        },
         "pixel_mean": [float(np.percentile(mean, 0.5)), float(np.percentile(mean, 99.5))],
         "pixel_std": [float(np.percentile(std, 0.5)), float(np.percentile(std, 99.5))],
         "age_years": [float(ages[0]), float(ages[1])] if ages else None,
