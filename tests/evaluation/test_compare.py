@@ -127,3 +127,20 @@ def test_a_relative_and_an_absolute_path_are_the_same_images(model_file, data, t
     assert pair["mcnemar"]["only_a_right"] == pair["mcnemar"]["only_b_right"] == 0
     again = _cxr("compare", "rel", "abs", "--out", "cmp", cwd=tmp_path)
     assert again.returncode == 2 and "never overwrites" in again.stdout
+
+
+def test_a_one_class_folder_is_evaluated_and_reported_without_noise(model_file, data, tmp_path):
+    """A reviews export may hold corrections of one class only: no curve can be drawn, and the
+    report says so instead of failing or printing library warnings."""
+    folder = tmp_path / "reviewed" / "NORMAL"
+    folder.mkdir(parents=True)
+    for path in sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:3]:
+        (folder / path.name).symlink_to(path)
+    evaluated = _cxr("evaluate", model_file, folder.parent, "--out", tmp_path / "e",
+                     "--bootstrap", 20, "--workers", 0)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    reported = _cxr("report", tmp_path / "e", "--out", tmp_path / "r.html", "--bootstrap", 20)
+    assert reported.returncode == 0, reported.stdout + reported.stderr
+    assert "Warning" not in reported.stderr and "warn" not in reported.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "On 3 images, AUROC is n/a" in html and "no PNEUMONIA images were missed" in html

@@ -18,14 +18,23 @@ from cxr.metrics.classification import reliability_bins
 
 def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
     """(label, truth, score, operating threshold): the positive class of a binary model, else each
-    class against the rest."""
+    class against the rest; only where both sides are present (a curve needs both)."""
     if p.binary:
         value = p.threshold.value if p.threshold else None
-        return [(p.name, *p.binary_view(), value)]
-    return [
-        (f"{p.name}: {c}", (p.targets == i).astype(int), p.probs[:, i], None)
-        for i, c in enumerate(p.classes)
-    ]
+        curves = [(p.name, *p.binary_view(), value)]
+    else:
+        curves = [
+            (f"{p.name}: {c}", (p.targets == i).astype(int), p.probs[:, i], None)
+            for i, c in enumerate(p.classes)
+        ]
+    return [c for c in curves if 0 < c[1].sum() < len(c[1])]
+
+
+def _legend_or_note(ax, loc: str) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=loc, fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no curve: these images hold one class only", ha="center", fontsize=9)
 
 
 def roc_figure(models: list[Predictions]) -> Figure:
@@ -50,7 +59,7 @@ def roc_figure(models: list[Predictions]) -> Figure:
                 )
     ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1)
     ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity", title="ROC")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_or_note(ax, "lower right")
     fig.tight_layout()
     return fig
 
@@ -64,7 +73,7 @@ def pr_figure(models: list[Predictions]) -> Figure:
             ax.plot(recall, precision, label=f"{label} (prevalence {truth.mean():.2f})")
     ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall")
     ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower left", fontsize=8)
+    _legend_or_note(ax, "lower left")
     fig.tight_layout()
     return fig
 

@@ -171,9 +171,10 @@ def section_conclusions(s: Section) -> list[str]:
             f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
             "both move with prevalence, so expect other numbers where the case mix differs."
         )
+        verdict = p.card.calibration.verdict
         out.append(
             f"Calibration here: expected calibration error {number(m['ece'])}, Brier score "
-            f"{number(m['brier'])}. On the tuning split, {p.card.calibration.verdict}."
+            f"{number(m['brier'])}." + (f" On the tuning split, {verdict}." if verdict else "")
         )
     else:
         cm = np.array(m["confusion_matrix"], float)
