@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint
 
+# pip -qq: a host's pip configuration can warn once per package about absent local indexes;
+# install errors still print.
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,xrv,pacs]'
+	$(VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev,xrv,pacs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
