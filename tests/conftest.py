@@ -14,6 +14,10 @@ import pydicom
 import pytest
 
 from cxr.settings import data_root
+from cxr.training.config import load_config
+from cxr.training.fit import fit
+
+SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +150,35 @@ def as_nobody():
         yield
     finally:
         os.seteuid(0)
+
+
+def train_tiny(tmp: Path, data: Path, name: str, *overrides: str, epochs: int = 1) -> Path:
+    """A real training run of seconds: 64 Kermany images at 48 px, into `tmp`/runs."""
+    return fit(
+        load_config(
+            None,
+            [
+                f"name={name}",
+                f"data.root={data / 'chest_xray'}",
+                "data.limit=64",
+                "data.workers=0",
+                "data.batch_size=16",
+                f"optim.epochs={epochs}",
+                "model.size=48",
+                f"runs_dir={tmp / 'runs'}",
+                *overrides,
+            ],
+        )
+    )
+
+
+def look(page, folder: Path, name: str) -> None:
+    """A full-page screenshot (also into $CXR_SHOTS, for a person to look at) and the check
+    that nothing spills sideways out of the page."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(SHOTS) / path.name)
+    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window"

@@ -5,15 +5,14 @@ import base64
 import csv
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
+from tests.conftest import look, train_tiny
 
 from cxr.errors import CxrError, DatasetError
 from cxr.evaluation.compare import load_and_compare
@@ -23,26 +22,6 @@ from cxr.training.config import load_config
 from cxr.training.fit import fit
 
 CHROMIUM = shutil.which("chromium")
-SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
-
-
-def _run(tmp: Path, data: Path, name: str, *overrides: str) -> Path:
-    return fit(
-        load_config(
-            None,
-            [
-                f"name={name}",
-                f"data.root={data / 'chest_xray'}",
-                "data.limit=64",
-                "data.workers=0",
-                "data.batch_size=16",
-                "optim.epochs=2",
-                "model.size=48",
-                f"runs_dir={tmp / 'runs'}",
-                *overrides,
-            ],
-        )
-    )
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +30,9 @@ def runs(tmp_path_factory, data):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXR_CACHE", str(tmp / "cache"))
         yield {
-            "small": _run(tmp, data, "small", "model.args={width: 8, depth: 3}"),
-            "wide": _run(tmp, data, "wide", "model.args={width: 16, depth: 3}"),
-            "three": _run(tmp, data, "three", "data.scheme=kermany3"),
+            "small": train_tiny(tmp, data, "small", "model.args={width: 8, depth: 3}", epochs=2),
+            "wide": train_tiny(tmp, data, "wide", "model.args={width: 16, depth: 3}", epochs=2),
+            "three": train_tiny(tmp, data, "three", "data.scheme=kermany3", epochs=2),
             "tmp": tmp,
         }
 
@@ -190,17 +169,6 @@ def test_cv_runs_every_fold_and_the_report_shows_the_spread(data, tmp_path, monk
     assert "Cross-validation" in out.read_text() and "2 patient folds" in out.read_text()
 
 
-def _look(page, folder: Path, name: str) -> None:
-    """A full-page screenshot (also into $CXR_SHOTS, to look at) and no sideways overflow."""
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(SHOTS) / path.name)
-    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
-
-
 def test_report_renders_every_figure_in_chromium(runs, tmp_path):
     out = build_report([runs["small"], runs["wide"], runs["three"]], tmp_path / "r.html", 50)
     html = out.read_text()
@@ -230,7 +198,7 @@ def test_report_renders_every_figure_in_chromium(runs, tmp_path):
             assert len(sizes) == len(uris) and all(w > 100 for w in sizes)
             assert page.locator("h2", has_text="Decisions and conclusions").is_visible()
             assert page.locator(".explorer .sensitivity").count() == 3  # two binary, one view
-            _look(page, tmp_path, f"report_{width}")
+            look(page, tmp_path, f"report_{width}")
         browser.close()
     assert (tmp_path / "report_1280.png").stat().st_size > 50_000
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.conftest import train_tiny
 
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
@@ -23,27 +24,6 @@ from cxr.inference.export import export_onnx
 from cxr.inference.predictor import load_predictor
 from cxr.models import create_model, list_models
 from cxr.models.io import load_model, read_model_file, write_model_file
-from cxr.training.config import load_config
-from cxr.training.fit import fit
-
-
-def _run(tmp: Path, data: Path, name: str, *overrides: str) -> Path:
-    return fit(
-        load_config(
-            None,
-            [
-                f"name={name}",
-                f"data.root={data / 'chest_xray'}",
-                "data.limit=64",
-                "data.workers=0",
-                "data.batch_size=16",
-                "optim.epochs=1",
-                "model.size=48",
-                f"runs_dir={tmp / 'runs'}",
-                *overrides,
-            ],
-        )
-    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +32,8 @@ def runs(tmp_path_factory, data):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXR_CACHE", str(tmp / "cache"))
         yield {
-            "small": _run(tmp, data, "small", "model.args={width: 8, depth: 3}"),
-            "wide": _run(tmp, data, "wide", "model.args={width: 12, depth: 3}"),
+            "small": train_tiny(tmp, data, "small", "model.args={width: 8, depth: 3}"),
+            "wide": train_tiny(tmp, data, "wide", "model.args={width: 12, depth: 3}"),
             "tmp": tmp,
         }
 

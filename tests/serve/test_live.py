@@ -1,7 +1,6 @@
 """The running server: a real Chromium using the page, a bounded load test, schemathesis, and
 no patient field in any response or in the server log."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from tests.conftest import look
 
 from cxr.metrics.classification import binary_metrics
 from cxr.models.io import read_card
@@ -21,7 +21,6 @@ from cxr.models.io import read_card
 CHROMIUM = shutil.which("chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 MARKER = "SYNTHETIC"
-SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
 
 
 def _rss_mib(pid: int) -> float:
@@ -29,18 +28,6 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def _look(page, folder: Path, name: str) -> None:
-    """A full-page screenshot (also into $CXR_SHOTS, for a person to look at) and the check
-    that nothing spills sideways out of the page."""
-    path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, Path(SHOTS) / path.name)
-    overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -61,7 +48,7 @@ def test_page_in_chromium(live_server, data, damaged_folder, tmp_path, width):
         expect(page.locator("#model")).to_contain_text("NORMAL / PNEUMONIA")
         expect(page.get_by_text("Research tool, not a medical device.")).to_be_visible()
         expect(page.locator("#explorer .sensitivity")).not_to_be_empty()
-        _look(page, tmp_path, f"empty_{width}")
+        look(page, tmp_path, f"empty_{width}")
         for path, name in ((normal, "jpeg"), (dicom, "dicom")):
             page.set_input_files("#files", str(path))
             expect(page.locator("#filename")).to_have_text(path.name, timeout=60_000)
@@ -76,7 +63,7 @@ def test_page_in_chromium(live_server, data, damaged_folder, tmp_path, width):
             assert page.evaluate("document.getElementById('legend').naturalWidth") == 256
             page.locator("#opacity").fill("0.2")
             assert page.evaluate("getComputedStyle(heat).opacity") == "0.2"
-            _look(page, tmp_path, f"{name}_{width}")
+            look(page, tmp_path, f"{name}_{width}")
         page.set_input_files("#files", [str(p) for p in batch])
         expect(page.locator("#worklist tbody tr")).to_have_count(8, timeout=60_000)
         expect(page.locator("#not-scored tbody tr")).to_have_count(2)
@@ -86,13 +73,13 @@ def test_page_in_chromium(live_server, data, damaged_folder, tmp_path, width):
         expect(page.locator("#worklist")).to_contain_text("patient age 58 years, outside")
         expect(page.locator("#worklist thead")).to_contain_text("P(PNEUMONIA)")
         assert page.locator("#worklist tbody img.thumb").count() == 8
-        _look(page, tmp_path, f"worklist_{width}")
+        look(page, tmp_path, f"worklist_{width}")
         page.locator("#worklist tbody tr").first.focus()
         page.keyboard.press("ArrowDown")
         page.keyboard.press("Enter")  # the second most urgent case opens
         second = page.locator("#worklist tbody tr").nth(1).locator("td.file").inner_text()
         expect(page.locator("#filename")).to_have_text(second, timeout=60_000)
-        _look(page, tmp_path, f"case_{width}")
+        look(page, tmp_path, f"case_{width}")
         page.set_input_files("#files", str(damaged_folder / "NORMAL" / "notes.png"))
         expect(page.locator("#error")).to_contain_text(
             "This file is not a chest X-ray image we can read", timeout=30_000
