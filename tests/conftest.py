@@ -172,6 +172,18 @@ def train_tiny(tmp: Path, data: Path, name: str, *overrides: str, epochs: int = 
     )
 
 
+# The innermost elements whose content spills out of their own box (text with no break point,
+# a child too wide), outside any scrolling box, so a failure names what to fix.
+SPILLING = """Array.from(document.body.querySelectorAll('*'))
+  .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .filter(e => { for (let a = e; a; a = a.parentElement)
+                   if (getComputedStyle(a).overflowX !== 'visible') return false;
+                 return true; })
+  .filter((e, _, all) => !all.some(d => d !== e && e.contains(d)))
+  .slice(0, 5)
+  .map(e => `<${e.tagName.toLowerCase()}> ${e.textContent.trim().slice(0, 70)}`)"""
+
+
 def look(page, folder: Path, name: str) -> None:
     """A full-page screenshot (also into $CXR_SHOTS, for a person to look at) and the check
     that nothing spills sideways out of the page."""
@@ -181,4 +193,5 @@ def look(page, folder: Path, name: str) -> None:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(SHOTS) / path.name)
     overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
+    culprits = page.evaluate(SPILLING) if overflow > 0 else []
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window; widest: {culprits}"
