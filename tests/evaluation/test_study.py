@@ -261,6 +261,8 @@ def test_levers_train_on_one_split_and_are_judged_paired(data, tmp_path, monkeyp
     assert [c.seed for c in runs] == [0, 1] and {c.data.seed for c in runs} == {0}
     assert "| seed 1 | `seed=1` |" in (tmp_path / "levers" / "levers.md").read_text()
     assert "seed 1: internal-test auroc" in result.stdout
+    for noise in ("Seed set to", "GPU available", "Trainer.fit", "logging interval", "Warning"):
+        assert noise not in result.stdout + result.stderr, noise  # Lightning's chatter stays out
 
 
 def test_a_mistyped_lever_is_refused_before_anything_trains(tmp_path):

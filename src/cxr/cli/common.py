@@ -58,13 +58,14 @@ def quiet_libraries() -> None:
     authors. Called once where the command starts (and in every DDP process it launches)."""
     pytree = r"`isinstance\(treespec, LeafSpec\)` is deprecated"  # Lightning calling torch
     warnings.filterwarnings("ignore", message=pytree, category=FutureWarning)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_NoAdverts())
-
-
-class _NoAdverts(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+    # cxr keeps its history from epoch rows, so step logging on a tiny dataset loses nothing
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+    # "Seed set to 0", "GPU available: False", "`Trainer.fit` stopped", the litlogger tip:
+    # Lightning's info lines say nothing a cxr user acts on; its warnings still print. Set on
+    # the loggers that speak, because importing lightning resets its package loggers to INFO.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.fabric.utilities.seed"):  # fmt: skip
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # Arguments: the model first, then images, given the same way in every command.
