@@ -24,11 +24,12 @@ def test_forward_flops_match_the_hand_count(size):
 
 def test_every_variant_is_measured_with_its_flops():
     rows = train_throughput("cxr_cnn", batch=2, steps=1, rounds=1, size=32)
-    assert {(r.precision, r.memory_format) for r in rows} == {
-        ("fp32", "nchw"),
-        ("fp32", "channels_last"),
-        ("bf16", "nchw"),
-        ("bf16", "channels_last"),
+    assert {(r.precision, r.memory_format, r.batchnorm) for r in rows} == {
+        ("fp32", "nchw", "batch"),
+        ("fp32", "channels_last", "batch"),
+        ("bf16", "nchw", "batch"),
+        ("bf16", "channels_last", "batch"),
+        ("fp32", "channels_last", "frozen"),
     }
     for r in rows:  # forward + backward taken as 3 forwards; the rate is images/s times that
         assert r.gflop_per_image == pytest.approx(3 * cxr_cnn_flop(32) / 1e9, abs=5e-4)

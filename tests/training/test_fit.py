@@ -101,6 +101,20 @@ def test_finetune_pretrained_backbone(tmp_path, data):
     assert load_model(run / "model.pt").conv_stem.in_channels == 1
 
 
+def test_freeze_bn_keeps_the_pretrained_statistics_while_the_weights_learn(tmp_path, data):
+    reference = create_model("efficientnet_lite0", pretrained=True)
+    args = ("model.name=efficientnet_lite0", "model.pretrained=true", "model.strategy=finetune")
+    frozen = load_model(
+        fit(_cfg(tmp_path, data, "name=bn", *args, "optim.freeze_bn=true")) / "model.pt"
+    )
+    moving = load_model(fit(_cfg(tmp_path, data, "name=bm", *args)) / "model.pt")
+    before, after, free = reference.state_dict(), frozen.state_dict(), moving.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)
+    assert not all(torch.equal(before[k], free[k]) for k in stats)  # without it they move
+    assert not torch.equal(before["bn1.weight"], after["bn1.weight"])  # the scale still learns
+
+
 def test_linear_probe_keeps_the_backbone_frozen(tmp_path, data):
     reference = create_model("efficientnet_lite0", pretrained=True)
     run = fit(

@@ -37,7 +37,8 @@ def benchmark_train(
     ] = None,
     out: JsonOut = None,
 ) -> None:
-    """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, one process, interleaved.
+    """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, and frozen BatchNorm
+    (`optim.freeze_bn`), one process, interleaved.
 
     Example: cxr benchmark train cxr_cnn classic_cnn efficientnet_lite0 --out train-bench.json
     """

@@ -1,4 +1,5 @@
-"""Training throughput of one model in one process: fp32 vs bf16 autocast, NCHW vs channels-last.
+"""Training throughput of one model in one process: fp32 vs bf16 autocast, NCHW vs channels-last,
+and fp32 channels-last with BatchNorm frozen (`optim.freeze_bn`) where the model has BatchNorm.
 
 All variants run interleaved in the same process, so their ratios hold on a shared, noisy machine.
 """
@@ -23,6 +24,7 @@ class TrainSpeed:
     batch: int
     precision: str
     memory_format: str
+    batchnorm: str  # "batch": statistics of each batch; "frozen": the stored ones (eval mode)
     images_per_s: float
     gflop_per_image: float  # training step: 3x the forward FLOPs counted by torch's FlopCounterMode
     achieved_gflops: float
@@ -56,17 +58,23 @@ def train_throughput(
     # Backward is taken as twice the forward: FlopCounterMode's own backward count for the
     # depthwise convolutions of EfficientNet came out at 14x the forward, which cannot be right.
     gflop = 3 * forward_gflop(base, size)
-    variants = {(p, f): None for p in ("fp32", "bf16") for f in ("nchw", "channels_last")}
+    variants = [(p, f, "batch") for p in ("fp32", "bf16") for f in ("nchw", "channels_last")]
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in base.modules()):
+        variants.append(("fp32", "channels_last", "frozen"))
     setups = {}
-    for precision, fmt in variants:
+    for precision, fmt, batchnorm in variants:
         model = copy.deepcopy(base).train()
+        if batchnorm == "frozen":  # as XrayClassifier does under optim.freeze_bn
+            for layer in model.modules():
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         model = model.to(memory_format=memory)
         xs = x.contiguous(memory_format=memory)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         train_step(model, optimizer, xs, y, precision == "bf16")  # warm-up: allocations, kernels
-        setups[precision, fmt] = (model, optimizer, xs)
-    best: dict[tuple[str, str], float] = {}
+        setups[precision, fmt, batchnorm] = (model, optimizer, xs)
+    best: dict[tuple[str, str, str], float] = {}
     for _ in range(rounds):  # interleaved rounds; the best round of each variant counts
         for key, (model, optimizer, xs) in setups.items():
             start = time.perf_counter()
@@ -75,6 +83,6 @@ def train_throughput(
             rate = steps * batch / (time.perf_counter() - start)
             best[key] = max(best.get(key, 0.0), rate)
     return [
-        TrainSpeed(name, size, batch, p, f, round(r, 1), round(gflop, 3), round(r * gflop, 1))
-        for (p, f), r in best.items()
+        TrainSpeed(name, size, batch, p, f, bn, round(r, 1), round(gflop, 3), round(r * gflop, 1))
+        for (p, f, bn), r in best.items()
     ]

@@ -43,6 +43,16 @@ class XrayClassifier(L.LightningModule):
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
 
+    def on_train_epoch_start(self) -> None:
+        """With `optim.freeze_bn` a fine-tune keeps every BatchNorm layer in eval mode: it
+        normalises with the pretrained statistics (its scale and shift still learn), which a
+        small batch cannot re-estimate well, and the step skips the batch statistics. Each epoch,
+        because validation restores the modes it found."""
+        if self.optim.freeze_bn and self.strategy == "finetune":
+            for layer in self.model.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+
     def on_fit_start(self) -> None:
         self.model.to(memory_format=self.memory_format)
 
