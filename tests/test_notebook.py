@@ -36,6 +36,7 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
         "CXR_QUICKSTART_OVERRIDES", "data.limit=48 data.workers=0 optim.epochs=1 model.size=48"
     )
     monkeypatch.setenv("CXR_QUICKSTART_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CXR_QUICKSTART_BOOTSTRAP", "100")  # the CIs' resamples; 1000 stored
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook, timeout=600, resources={"metadata": {"path": str(NOTEBOOK.parent)}}

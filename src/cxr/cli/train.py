@@ -25,11 +25,15 @@ def train(
 
     Example: cxr train --config configs/quick.yaml optim.epochs=2 data.limit=200
     """
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
     from cxr.training.config import load_config
     from cxr.training.fit import fit
 
     cfg = load_config(config, list(ctx.args))
     run = fit(cfg)
+    if rank_zero_only.rank != 0:  # the other DDP processes wrote nothing to show
+        return
     say(f"run folder: {run}")
     say((run / "metrics.json").read_text())
 

@@ -28,6 +28,8 @@ class XrayClassifier(L.LightningModule):
         super().__init__()
         self.model, self.optim, self.strategy, self.augment = model, optim, strategy, augment
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # before Lightning wraps it: DDP's gradient buckets take the parameters' layout as built
+        self.model.to(memory_format=self.memory_format)
         self.register_buffer("class_weights", class_weights, persistent=False)
         prep = model.card.preprocessing
         self.mean, self.std = prep.mean, prep.std
@@ -52,9 +54,6 @@ class XrayClassifier(L.LightningModule):
             for layer in self.model.modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.eval()
-
-    def on_fit_start(self) -> None:
-        self.model.to(memory_format=self.memory_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strategy == "linear_probe":  # x holds the head's inputs (cxr.training.features)
