@@ -194,4 +194,4 @@ def look(page, folder: Path, name: str) -> None:
         shutil.copy(path, Path(SHOTS) / path.name)
     overflow = page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
     culprits = page.evaluate(SPILLING) if overflow > 0 else []
-    assert overflow <= 0, f"{name}: {overflow} px wider than the window; widest: {culprits}"
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window; spilling: {culprits}"

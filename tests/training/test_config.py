@@ -55,3 +55,10 @@ def test_choices_are_checked_at_load():
     with pytest.raises(ConfigError, match=r"'trainer\.precision'"):
         load_config(None, ["trainer.precision=bf17"])
     assert load_config(None, ["data.balance=sampler"]).data.balance == "sampler"
+
+
+def test_freeze_bn_needs_a_pretrained_fine_tune():
+    with pytest.raises(ConfigError, match=r"needs model\.strategy=finetune, not scratch"):
+        load_config(None, ["optim.freeze_bn=true"])
+    cfg = load_config(None, ["optim.freeze_bn=true", "model.strategy=finetune"])
+    assert cfg.optim.freeze_bn

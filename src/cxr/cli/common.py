@@ -63,8 +63,9 @@ def quiet_libraries() -> None:
     # "Seed set to 0", "GPU available: False", "`Trainer.fit` stopped", the litlogger tip:
     # Lightning's info lines say nothing a cxr user acts on; its warnings still print. Set on
     # the loggers that speak, because importing lightning resets its package loggers to INFO.
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.fabric.utilities.seed"):  # fmt: skip
+    # "Initializing distributed: GLOBAL_RANK …" stays: under DDP it says which process is which.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed",
+                 "lightning.pytorch.accelerators.cuda"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -110,7 +110,13 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    return _build(TrainConfig, raw, "")
+    cfg = _build(TrainConfig, raw, "")
+    if cfg.optim.freeze_bn and cfg.model.strategy != "finetune":
+        raise ConfigError(
+            "optim.freeze_bn keeps the pretrained BatchNorm statistics: "
+            f"it needs model.strategy=finetune, not {cfg.model.strategy}"
+        )
+    return cfg
 
 
 def _build(cls, raw: dict[str, Any], prefix: str):

@@ -48,8 +48,8 @@ class XrayClassifier(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """With `optim.freeze_bn` a fine-tune keeps every BatchNorm layer in eval mode: it
         normalises with the pretrained statistics (its scale and shift still learn), which a
-        small batch cannot re-estimate well, and the step skips the batch statistics. Each epoch,
-        because validation restores the modes it found."""
+        small batch cannot re-estimate well, and the step skips the batch statistics. Set at
+        every epoch's start, after the callbacks (HeadFirst) have run theirs."""
         if self.optim.freeze_bn and self.strategy == "finetune":
             for layer in self.model.modules():
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
