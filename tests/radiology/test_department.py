@@ -189,7 +189,9 @@ def _review_in_chromium(url: str, token: str, tmp_path: Path) -> dict[int, tuple
         page.keyboard.press("Enter")
         expect(page.locator("#who")).to_have_text("Dr Ann (reviewer)")
         expect(page.locator("#list tbody tr")).to_have_count(39, timeout=30_000)
+        second = page.locator("#list tbody tr").nth(1).locator("td").first.inner_text()
         page.keyboard.press("ArrowDown")  # the second case: arrows move through the queue
+        expect(page.locator("#study")).to_contain_text(f"entry {second} ")  # shown, not the first
         for _ in range(3):
             expect(page.locator("#labels button")).to_have_count(2)
             expect(page.locator("#cam")).to_have_attribute("src", re.compile("^data:image/png"))
