@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from cxr.models import create_model
 from cxr.speed import forward_gflop
+from cxr.training.module import freeze_batchnorm
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,7 @@ def train_throughput(
     for precision, fmt, batchnorm in variants:
         model = copy.deepcopy(base).train()
         if batchnorm == "frozen":  # as XrayClassifier does under optim.freeze_bn
-            for layer in model.modules():
-                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-                    layer.eval()
+            freeze_batchnorm(model)
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         model = model.to(memory_format=memory)
         xs = x.contiguous(memory_format=memory)

@@ -12,6 +12,15 @@ from cxr.training.augment import BatchAugment
 from cxr.training.config import OptimConfig
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Every BatchNorm layer to eval mode: it normalises with its stored statistics, which a
+    small batch cannot re-estimate well, and the step skips the batch statistics; its scale and
+    shift still learn."""
+    for layer in model.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
 class XrayClassifier(L.LightningModule):
     """Images arrive as uint8 batches; augmentation (training only) and normalisation are done
     here on whole batches, so data loading is a memory copy and never starves the step."""
@@ -46,14 +55,10 @@ class XrayClassifier(L.LightningModule):
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
 
     def on_train_epoch_start(self) -> None:
-        """With `optim.freeze_bn` a fine-tune keeps every BatchNorm layer in eval mode: it
-        normalises with the pretrained statistics (its scale and shift still learn), which a
-        small batch cannot re-estimate well, and the step skips the batch statistics. Set at
-        every epoch's start, after the callbacks (HeadFirst) have run theirs."""
-        if self.optim.freeze_bn and self.strategy == "finetune":
-            for layer in self.model.modules():
-                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-                    layer.eval()
+        """`optim.freeze_bn` (a fine-tune only: load_config refuses it otherwise) keeps the
+        pretrained statistics; set at every epoch's start, after the callbacks (HeadFirst)."""
+        if self.optim.freeze_bn:
+            freeze_batchnorm(self.model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strategy == "linear_probe":  # x holds the head's inputs (cxr.training.features)
