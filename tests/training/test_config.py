@@ -62,3 +62,7 @@ def test_freeze_bn_needs_a_pretrained_fine_tune():
         load_config(None, ["optim.freeze_bn=true"])
     cfg = load_config(None, ["optim.freeze_bn=true", "model.strategy=finetune"])
     assert cfg.optim.freeze_bn
+    with pytest.raises(ConfigError, match=r"freeze_stages keeps the pretrained early stages"):
+        load_config(None, ["optim.freeze_stages=3", "model.strategy=linear_probe"])
+    with pytest.raises(ConfigError, match=r"freeze_stages must be 0 or more"):
+        load_config(None, ["optim.freeze_stages=-1", "model.strategy=finetune"])

@@ -13,7 +13,7 @@ from cxr.data.reader import read_image
 from cxr.data.xrays import CachedXrays
 from cxr.inference.probabilities import probabilities
 from cxr.models import create_model, load_model, save_model
-from cxr.training.config import load_config
+from cxr.training.config import ConfigError, load_config
 from cxr.training.datamodule import PixelTensors
 from cxr.training.features import head_inputs
 from cxr.training.fit import fit
@@ -113,6 +113,38 @@ def test_freeze_bn_keeps_the_pretrained_statistics_while_the_weights_learn(tmp_p
     assert stats and all(torch.equal(before[k], after[k]) for k in stats)
     assert not all(torch.equal(before[k], free[k]) for k in stats)  # without it they move
     assert not torch.equal(before["bn1.weight"], after["bn1.weight"])  # the scale still learns
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_frozen_stages_stay_pretrained_while_later_stages_learn(tmp_path, data, warmup):
+    """Even after a head-first warm-up, which makes the rest of the backbone trainable again."""
+    reference = create_model("efficientnet_lite0", pretrained=True).state_dict()
+    args = ("model.name=efficientnet_lite0", "model.pretrained=true", "model.strategy=finetune")
+    run = fit(
+        _cfg(
+            tmp_path,
+            data,
+            f"name=fs{warmup}",
+            *args,
+            "optim.freeze_stages=2",
+            f"optim.epochs={warmup + 1}",
+            f"optim.warmup_epochs={warmup}",
+        )
+    )
+    trained = load_model(run / "model.pt").state_dict()
+    frozen = [k for k in reference if k.startswith(("conv_stem", "bn1", "blocks.0.", "blocks.1."))]
+    assert frozen and all(torch.equal(reference[k], trained[k]) for k in frozen)  # stats too
+    later = [k for k in reference if k.startswith("blocks.2.") and k.endswith("weight")]
+    assert not all(torch.equal(reference[k], trained[k]) for k in later)
+
+
+def test_freeze_stages_needs_a_stage_map(tmp_path, data):
+    args = ("model.name=resnet18", "model.strategy=finetune")
+    with pytest.raises(ConfigError, match="resnet18 has no stage map"):
+        fit(_cfg(tmp_path, data, "name=r", *args, "optim.freeze_stages=1"))
+    lite = ("model.name=efficientnet_lite0", "model.pretrained=true", "model.strategy=finetune")
+    with pytest.raises(ConfigError, match="has 7 stages after its stem"):
+        fit(_cfg(tmp_path, data, "name=l", *lite, "optim.freeze_stages=8"))
 
 
 def test_linear_probe_keeps_the_backbone_frozen(tmp_path, data):

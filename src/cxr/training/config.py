@@ -62,6 +62,9 @@ class OptimConfig:
     label_smoothing: float = 0.0
     ema: float | None = None  # exponential moving average of the weights, e.g. 0.999
     freeze_bn: bool = False  # finetune: keep the pretrained BatchNorm statistics
+    # finetune: the stem and this many first stages keep their pretrained weights and statistics;
+    # backward stops before them, where the feature maps are largest (timm backbones)
+    freeze_stages: int = 0
     patience: int = 3  # early stopping on tuning-split AUROC
 
 
@@ -111,11 +114,16 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     cfg = _build(TrainConfig, raw, "")
-    if cfg.optim.freeze_bn and cfg.model.strategy != "finetune":
-        raise ConfigError(
-            "optim.freeze_bn keeps the pretrained BatchNorm statistics: "
-            f"it needs model.strategy=finetune, not {cfg.model.strategy}"
-        )
+    for key, why in (
+        ("freeze_bn", "keeps the pretrained BatchNorm statistics"),
+        ("freeze_stages", "keeps the pretrained early stages"),
+    ):
+        if getattr(cfg.optim, key) and cfg.model.strategy != "finetune":
+            raise ConfigError(
+                f"optim.{key} {why}: it needs model.strategy=finetune, not {cfg.model.strategy}"
+            )
+    if cfg.optim.freeze_stages < 0:
+        raise ConfigError(f"optim.freeze_stages must be 0 or more, not {cfg.optim.freeze_stages}")
     return cfg
 
 

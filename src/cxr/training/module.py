@@ -10,6 +10,7 @@ from torch import nn
 
 from cxr.training.augment import BatchAugment
 from cxr.training.config import OptimConfig
+from cxr.training.finetuning import early_stages
 
 
 def freeze_batchnorm(model: nn.Module) -> None:
@@ -43,6 +44,9 @@ class XrayClassifier(L.LightningModule):
         prep = model.card.preprocessing
         self.mean, self.std = prep.mean, prep.std
         self.head = model.get_submodule(model.card.spec.head)
+        self.frozen = early_stages(model, optim.freeze_stages)
+        for module in self.frozen:
+            module.requires_grad_(False)
         classes = model.card.args["num_classes"]
         # torchmetrics keeps the scores of every rank, so under DDP the logged AUROC is the
         # AUROC of the whole tuning split, not an average of per-rank AUROCs
@@ -55,10 +59,13 @@ class XrayClassifier(L.LightningModule):
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
 
     def on_train_epoch_start(self) -> None:
-        """`optim.freeze_bn` (a fine-tune only: load_config refuses it otherwise) keeps the
-        pretrained statistics; set at every epoch's start, after the callbacks (HeadFirst)."""
+        """`optim.freeze_bn` and `optim.freeze_stages` (fine-tunes only: load_config refuses them
+        otherwise) keep pretrained statistics; set at every epoch's start, after the callbacks
+        (HeadFirst), because Lightning puts the whole model in training mode before it."""
         if self.optim.freeze_bn:
             freeze_batchnorm(self.model)
+        for module in self.frozen:
+            module.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strategy == "linear_probe":  # x holds the head's inputs (cxr.training.features)
