@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Collection
 
 import torch
 from torch import nn
@@ -24,9 +25,13 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     return result
 
 
-def forward_gflop(model: nn.Module, size: int) -> float:
-    """GFLOP of one image's forward pass, as torch's FlopCounterMode counts it."""
+def forward_gflop(model: nn.Module, size: int, parts: Collection[str] | None = None) -> float:
+    """GFLOP of one image's forward pass, as torch's FlopCounterMode counts it; only that of the
+    named leaf modules `parts`, if given (the frozen stages a backward pass skips)."""
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         copy.deepcopy(model).eval()(torch.zeros(1, 1, size, size))
-    return counter.get_total_flops() / 1e9
+    if parts is None:
+        return counter.get_total_flops() / 1e9
+    counts, root = counter.get_flop_counts(), type(model).__name__
+    return sum(sum(counts.get(f"{root}.{name}", {}).values()) for name in parts) / 1e9

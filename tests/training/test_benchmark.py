@@ -24,18 +24,28 @@ def test_forward_flops_match_the_hand_count(size):
 
 def test_every_variant_is_measured_with_its_flops():
     rows = train_throughput("cxr_cnn", batch=2, steps=1, rounds=1, size=32)
-    assert {(r.precision, r.memory_format, r.batchnorm) for r in rows} == {
-        ("fp32", "nchw", "batch"),
-        ("fp32", "channels_last", "batch"),
-        ("bf16", "nchw", "batch"),
-        ("bf16", "channels_last", "batch"),
-        ("fp32", "channels_last", "frozen"),
-    }
+    assert {(r.precision, r.memory_format, r.batchnorm, r.frozen_stages) for r in rows} == {
+        ("fp32", "nchw", "batch", 0),
+        ("fp32", "channels_last", "batch", 0),
+        ("bf16", "nchw", "batch", 0),
+        ("bf16", "channels_last", "batch", 0),
+        ("fp32", "channels_last", "frozen", 0),
+    }  # cxr_cnn has no stage map: no frozen-stages variant
     for r in rows:  # forward + backward taken as 3 forwards; the rate is images/s times that
         assert r.gflop_per_image == pytest.approx(3 * cxr_cnn_flop(32) / 1e9, abs=5e-4)
         assert r.achieved_gflops == pytest.approx(
             r.images_per_s * r.gflop_per_image, rel=0.02, abs=0.1
         )
+
+
+def test_frozen_stages_skip_their_backward_flops():
+    """Lite0 has a stage map: a sixth variant, whose step does no backward through the stem and
+    first 3 stages (2x their forward FLOPs, counted per module)."""
+    rows = {r.frozen_stages: r for r in train_throughput("efficientnet_lite0", 2, 1, 1, size=64)}
+    full = forward_gflop(create_model("efficientnet_lite0"), 64)
+    assert rows[0].gflop_per_image == pytest.approx(3 * full, abs=5e-4)
+    skipped = 3 * full - rows[3].gflop_per_image
+    assert 0.2 * full < skipped / 2 < 0.4 * full  # stem + blocks 0-2: 28 % of Lite0's forward
 
 
 def test_matmul_yardstick_counts_2n3_flops_per_product(monkeypatch):

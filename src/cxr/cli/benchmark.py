@@ -37,8 +37,9 @@ def benchmark_train(
     ] = None,
     out: JsonOut = None,
 ) -> None:
-    """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, and frozen BatchNorm
-    (`optim.freeze_bn`), one process, interleaved.
+    """Training images/s: fp32 vs bf16 autocast, NCHW vs channels-last, frozen BatchNorm
+    (`optim.freeze_bn`) and frozen early stages (`optim.freeze_stages=3`), one process,
+    interleaved.
 
     Example: cxr benchmark train cxr_cnn classic_cnn efficientnet_lite0 --out train-bench.json
     """

@@ -136,13 +136,13 @@ def print_train_throughput(rows, peak: dict, threads: int) -> None:
         title=f"training throughput, {threads} threads; "
         f"torch.mm 2048²: {peak['fp32']} GFLOP/s fp32, {peak['bf16']} bf16"
     )
-    for column in ("model", "px", "precision", "memory format", "BatchNorm", "images/s",
-                   "GFLOP/image", "GFLOP/s", "% of mm peak"):  # fmt: skip
+    for column in ("model", "px", "precision", "memory format", "BatchNorm", "frozen stages",
+                   "images/s", "GFLOP/image", "GFLOP/s", "% of mm peak"):  # fmt: skip
         table.add_column(column)
     for r in rows:
         share = 100 * r.achieved_gflops / peak[r.precision]
         table.add_row(
-            r.model, str(r.size), r.precision, r.memory_format, r.batchnorm,
+            r.model, str(r.size), r.precision, r.memory_format, r.batchnorm, str(r.frozen_stages),
             f"{r.images_per_s:.1f}", f"{r.gflop_per_image:.2f}", f"{r.achieved_gflops:.0f}",
             f"{share:.0f} %",
         )  # fmt: skip

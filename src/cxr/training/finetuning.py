@@ -17,8 +17,8 @@ from torch import nn
 from cxr.training.config import ConfigError
 
 
-def early_stages(model: nn.Module, stages: int) -> list[nn.Module]:
-    """The leaf modules of the stem and the first `stages` stages; [] for 0."""
+def early_stages(model: nn.Module, stages: int) -> list[str]:
+    """The names of the leaf modules of the stem and the first `stages` stages; [] for 0."""
     if not stages:
         return []
     name = model.card.architecture
@@ -34,7 +34,7 @@ def early_stages(model: nn.Module, stages: int) -> list[nn.Module]:
         raise ConfigError(
             f"optim.freeze_stages={stages}: {name} has {len(order) - 2} stages after its stem"
         )
-    return [model.get_submodule(n) for g in order[: stages + 1] for n in groups[g]]
+    return [name for g in order[: stages + 1] for name in groups[g]]
 
 
 class HeadFirst(BaseFinetuning):

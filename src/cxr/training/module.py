@@ -44,7 +44,7 @@ class XrayClassifier(L.LightningModule):
         prep = model.card.preprocessing
         self.mean, self.std = prep.mean, prep.std
         self.head = model.get_submodule(model.card.spec.head)
-        self.frozen = early_stages(model, optim.freeze_stages)
+        self.frozen = [model.get_submodule(n) for n in early_stages(model, optim.freeze_stages)]
         for module in self.frozen:
             module.requires_grad_(False)
         classes = model.card.args["num_classes"]
