@@ -41,7 +41,11 @@ def test_every_variant_is_measured_with_its_flops():
 def test_frozen_stages_skip_their_backward_flops():
     """Lite0 has a stage map: a sixth variant, whose step does no backward through the stem and
     first 3 stages (2x their forward FLOPs, counted per module)."""
-    rows = {r.frozen_stages: r for r in train_throughput("efficientnet_lite0", 2, 1, 1, size=64)}
+    rows = train_throughput("efficientnet_lite0", 2, 1, 1, size=64)
+    assert ("fp32", "channels_last", "batch", 3) in {
+        (r.precision, r.memory_format, r.batchnorm, r.frozen_stages) for r in rows
+    }
+    rows = {r.frozen_stages: r for r in rows}
     full = forward_gflop(create_model("efficientnet_lite0"), 64)
     assert rows[0].gflop_per_image == pytest.approx(3 * full, abs=5e-4)
     skipped = 3 * full - rows[3].gflop_per_image

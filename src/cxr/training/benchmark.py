@@ -1,6 +1,7 @@
 """Training throughput of one model in one process: fp32 vs bf16 autocast, NCHW vs channels-last,
-and fp32 channels-last with BatchNorm frozen (`optim.freeze_bn`) where the model has BatchNorm,
-then with the stem and first 3 stages frozen too (`optim.freeze_stages=3`) where it has a stage map.
+fp32 channels-last with BatchNorm frozen (`optim.freeze_bn`) where the model has BatchNorm, and
+fp32 channels-last with the stem and first 3 stages frozen (`optim.freeze_stages=3`, the demo
+config) where it has a stage map.
 
 All variants run interleaved in the same process, so their ratios hold on a shared, noisy machine.
 """
@@ -70,16 +71,16 @@ def train_throughput(
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in base.modules()):
         variants.append(("fp32", "channels_last", "frozen", 0))
         if hasattr(base, "group_matcher"):  # a timm stage map: optim.freeze_stages works
-            variants.append(("fp32", "channels_last", "frozen", STAGES))
+            variants.append(("fp32", "channels_last", "batch", STAGES))
     setups, gflop = {}, {}
     for precision, fmt, batchnorm, stages in variants:
         key = (precision, fmt, batchnorm, stages)
         model = copy.deepcopy(base).train()
         if batchnorm == "frozen":  # as XrayClassifier does under optim.freeze_bn
             freeze_batchnorm(model)
-        frozen = early_stages(model, stages)  # ... and under optim.freeze_stages
+        frozen = early_stages(model, stages)  # as XrayClassifier does under optim.freeze_stages
         for name in frozen:
-            model.get_submodule(name).requires_grad_(False)
+            model.get_submodule(name).requires_grad_(False).eval()
         gflop[key] = 3 * forward - 2 * forward_gflop(base, size, frozen) if frozen else 3 * forward
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         model = model.to(memory_format=memory)
