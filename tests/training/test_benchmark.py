@@ -45,6 +45,7 @@ def test_frozen_stages_skip_their_backward_flops():
     assert ("fp32", "channels_last", "batch", 3) in {
         (r.precision, r.memory_format, r.batchnorm, r.frozen_stages) for r in rows
     }
+    assert {r.model for r in rows} == {"efficientnet_lite0"}
     rows = {r.frozen_stages: r for r in rows}
     full = forward_gflop(create_model("efficientnet_lite0"), 64)
     assert rows[0].gflop_per_image == pytest.approx(3 * full, abs=5e-4)

@@ -79,8 +79,8 @@ def train_throughput(
         if batchnorm == "frozen":  # as XrayClassifier does under optim.freeze_bn
             freeze_batchnorm(model)
         frozen = early_stages(model, stages)  # as XrayClassifier does under optim.freeze_stages
-        for name in frozen:
-            model.get_submodule(name).requires_grad_(False).eval()
+        for layer in frozen:
+            model.get_submodule(layer).requires_grad_(False).eval()
         gflop[key] = 3 * forward - 2 * forward_gflop(base, size, frozen) if frozen else 3 * forward
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         model = model.to(memory_format=memory)
