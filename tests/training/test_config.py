@@ -64,5 +64,9 @@ def test_freeze_bn_needs_a_pretrained_fine_tune():
     assert cfg.optim.freeze_bn
     with pytest.raises(ConfigError, match=r"freeze_stages keeps the pretrained early stages"):
         load_config(None, ["optim.freeze_stages=3", "model.strategy=linear_probe"])
+    with pytest.raises(ConfigError, match=r"a linear probe trains on features"):
+        load_config(None, ["optim.mixup=0.2", "model.strategy=linear_probe"])
+    with pytest.raises(ConfigError, match=r"Beta\(a, a\) strengths"):
+        load_config(None, ["optim.cutmix=-1"])
     with pytest.raises(ConfigError, match=r"freeze_stages must be 0 or more"):
         load_config(None, ["optim.freeze_stages=-1", "model.strategy=finetune"])

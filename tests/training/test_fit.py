@@ -147,6 +147,18 @@ def test_freeze_stages_needs_a_stage_map(tmp_path, data):
         fit(_cfg(tmp_path, data, "name=l", *lite, "optim.freeze_stages=8"))
 
 
+def test_mixup_and_cutmix_change_what_the_model_learns(tmp_path, data):
+    """Training is deterministic, so the same run with mixing on must end with other weights; with
+    label smoothing too, which the mixed targets carry once."""
+    smooth = ("optim.label_smoothing=0.1",)
+    plain = load_model(fit(_cfg(tmp_path, data, "name=p", *smooth)) / "model.pt").state_dict()
+    again = load_model(fit(_cfg(tmp_path, data, "name=q", *smooth)) / "model.pt").state_dict()
+    mix = ("optim.mixup=0.4", "optim.cutmix=1.0")
+    mixed = load_model(fit(_cfg(tmp_path, data, "name=m", *smooth, *mix)) / "model.pt").state_dict()
+    assert all(torch.equal(plain[k], again[k]) for k in plain)
+    assert not all(torch.equal(plain[k], mixed[k]) for k in plain)
+
+
 def test_linear_probe_keeps_the_backbone_frozen(tmp_path, data):
     reference = create_model("efficientnet_lite0", pretrained=True)
     run = fit(

@@ -60,6 +60,9 @@ class OptimConfig:
     backbone_lr_factor: float = 1.0  # finetune: backbone learning rate relative to the head's
     schedule: Literal["cosine", "onecycle"] = "onecycle"
     label_smoothing: float = 0.0
+    # mixing pairs of training images and their labels (timm's Mixup), Beta(a, a) strengths:
+    mixup: float = 0.0  # blends whole images, e.g. 0.2
+    cutmix: float = 0.0  # pastes a box of one image into the other, e.g. 1.0
     ema: float | None = None  # exponential moving average of the weights, e.g. 0.999
     freeze_bn: bool = False  # finetune: keep the pretrained BatchNorm statistics
     # finetune: the stem and this many first stages keep their pretrained weights and statistics;
@@ -122,6 +125,12 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
             raise ConfigError(
                 f"optim.{key} {why}: it needs model.strategy=finetune, not {cfg.model.strategy}"
             )
+    if (cfg.optim.mixup or cfg.optim.cutmix) and cfg.model.strategy == "linear_probe":
+        raise ConfigError(
+            "optim.mixup and optim.cutmix mix images: a linear probe trains on features"
+        )
+    if min(cfg.optim.mixup, cfg.optim.cutmix) < 0:
+        raise ConfigError("optim.mixup and optim.cutmix are Beta(a, a) strengths: 0 (off) or more")
     if cfg.optim.freeze_stages < 0:
         raise ConfigError(f"optim.freeze_stages must be 0 or more, not {cfg.optim.freeze_stages}")
     return cfg

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from timm.data import Mixup
 from torch import nn
 
 from cxr.training.augment import BatchAugment
@@ -55,6 +56,17 @@ class XrayClassifier(L.LightningModule):
             if classes == 2
             else torchmetrics.AUROC(task="multiclass", num_classes=classes)
         )
+        # soft targets with the label smoothing folded in, so _loss does not smooth them again
+        self.mixup = (
+            Mixup(
+                mixup_alpha=optim.mixup,
+                cutmix_alpha=optim.cutmix,
+                label_smoothing=optim.label_smoothing,
+                num_classes=classes,
+            )
+            if optim.mixup or optim.cutmix
+            else None
+        )
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=classes)
 
@@ -81,14 +93,21 @@ class XrayClassifier(L.LightningModule):
         return (x - self.mean) / self.std
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        soft = y.is_floating_point()  # mixed targets already carry the smoothing
         return F.cross_entropy(
-            logits.float(), y, weight=self.class_weights, label_smoothing=self.optim.label_smoothing
+            logits.float(),
+            y,
+            weight=self.class_weights,
+            label_smoothing=0.0 if soft else self.optim.label_smoothing,
         )
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(self._inputs(x, train=True))
-        loss = self._loss(logits, y)
+        x, target = self._inputs(x, train=True), y
+        if self.mixup is not None and len(x) % 2 == 0:  # pairs: an odd last batch stays unmixed
+            x, target = self.mixup(x, y)
+        logits = self(x)
+        loss = self._loss(logits, target)
         self.train_acc.update(logits.argmax(1), y)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
