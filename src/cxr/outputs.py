@@ -44,6 +44,29 @@ def new_output_dir(parent: Path, name: str) -> Path:
     raise FileExistsError(f"{parent}: too many folders named {name}")
 
 
+def staged_dir(parent: Path, name: str) -> Path:
+    """A hidden folder beside `parent/<name>` to fill before it earns that name (`publish`)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f".{name}.partial-{os.getpid()}"
+    path.mkdir()
+    return path
+
+
+def publish(staged: Path, parent: Path, name: str) -> Path:
+    """`staged` renamed to `parent/<name>` (numbered if taken), once its content is complete."""
+    final = new_output_dir(parent, name)
+    os.rename(staged, final)  # onto the empty folder just claimed: atomic, never overwrites
+    return final
+
+
+def set_aside(staged: Path, parent: Path, name: str) -> Path:
+    """A failed `staged` folder moved under `parent/.failed/`, kept for diagnosis, so that
+    `parent/<name>` stays free for the rerun and never names a failed run."""
+    failed = new_output_dir(parent / ".failed", name)
+    os.rename(staged, failed)
+    return failed
+
+
 def write_new_file(path: Path, text: str) -> Path:
     """`text` written under a temporary name beside `path`, then renamed into place: an
     interrupted run leaves no half-written file that looks finished, and none is replaced."""

@@ -4,8 +4,6 @@ goes through it once and the head trains on those features (no augmentation: it 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -43,13 +41,11 @@ def head_inputs(
     was_training = model.training
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model.eval().to(device, memory_format=layout)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
     try:
-        with autocast:
-            for x, _ in DataLoader(images, batch_size=batch_size):
-                x = (x.to(device).float() / 255.0 - prep.mean) / prep.std
+        for x, _ in DataLoader(images, batch_size=batch_size):
+            x = (x.to(device).float() / 255.0 - prep.mean) / prep.std  # float32, as in training
+            # only the forward is autocast; the hook hands the head's inputs back in float32
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 model(x.contiguous(memory_format=layout))
     finally:
         hook.remove()

@@ -29,9 +29,9 @@ from cxr.metrics.classification import auroc, binary_metrics
 from cxr.metrics.thresholds import choose_threshold
 from cxr.models import create_model, model_spec, save_model
 from cxr.models.card import Threshold
-from cxr.outputs import new_output_dir
+from cxr.outputs import publish, set_aside, staged_dir
 from cxr.training.augment import batch_augment
-from cxr.training.config import TrainConfig
+from cxr.training.config import ConfigError, TrainConfig
 from cxr.training.datamodule import XrayDataModule
 from cxr.training.features import ProbeDataModule
 from cxr.training.finetuning import HeadFirst
@@ -41,21 +41,43 @@ from cxr.training.progress import EpochProgress
 TUNING_PREDICTIONS = "tuning_predictions.csv"
 
 
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX: without them bf16 matrix products are emulated and slower than fp32
-    (on an AVX-512 host without either, torch.mm ran 85 GFLOP/s in fp32 and 16 in bf16)."""
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's bf16 matrix instructions (AVX-512 BF16, AMX): without them bf16 matrix products
+    are emulated and slower than fp32 (on an AVX-512 host without either, torch.mm ran 85 GFLOP/s
+    in fp32 and 16 in bf16)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return []
+    return [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
+def cpu_has_bf16() -> bool:
+    return bool(cpu_bf16_flags())
+
+
+def gpu_wanted(accelerator: str) -> bool:
+    return accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
+    """The precision a run trains in and why, in words. `auto` keeps CPUs in float32: on the
+    AVX-512 BF16 host we measured, bf16 autocast trained slower than float32 (docs/benchmarks.md),
+    and float32 gives the same figures on every CPU; GPUs get bf16-mixed. 16-mixed needs a GPU:
+    on a CPU it is refused here, before any data is read."""
+    gpu = gpu_wanted(accelerator)
+    if precision == "16-mixed" and not gpu:
+        raise ConfigError(
+            "trainer.precision=16-mixed needs a CUDA GPU (fp16 autocast with a gradient scaler); "
+            "on a CPU use bf16-mixed or 32-true"
+        )
     if precision != "auto":
-        return precision
-    gpu = accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu or cpu_has_bf16() else "32-true"
+        return precision, "as configured"
+    if gpu:
+        return "bf16-mixed", "auto: a CUDA GPU"
+    bf16 = cpu_bf16_flags()
+    has = f"this CPU has {', '.join(bf16)}" if bf16 else "this CPU has no bf16 instructions"
+    return "32-true", f"auto: a CPU ({has}; float32 measured as fast or faster)"
 
 
 def compile_unavailable() -> str | None:
@@ -78,11 +100,15 @@ def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
 
 
 def fit(cfg: TrainConfig) -> Path:
+    """Train, then tune on the tuning part; returns the run folder. The folder is filled under
+    a hidden name and takes `runs_dir/<name>` only when everything succeeded: a crashed run is
+    set aside under `runs_dir/.failed/`, so the rerun gets the name the README uses."""
     L.seed_everything(cfg.seed, workers=True)
     prep = model_spec(cfg.model.name).preprocessing
     if cfg.model.size:
         prep = dataclasses.replace(prep, size=cfg.model.size)
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    precision, why = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    rank_zero_only(print)(f"precision: {precision} ({why})", flush=True)
     if cfg.model.strategy == "linear_probe":
         data = ProbeDataModule(cfg.data, prep, "bf16" in precision, cfg.trainer.channels_last)
     else:
@@ -97,11 +123,24 @@ def fit(cfg: TrainConfig) -> Path:
     data.model = model  # the probe computes its features with it
     model.card = dataclasses.replace(model.card, classes=tuple(data.classes), preprocessing=prep)
     maybe_compile(model, cfg.trainer.compile)
-    if rank_zero_only.rank == 0:
-        run = new_output_dir(Path(cfg.runs_dir), cfg.name)
+    runs = Path(cfg.runs_dir)
+    if rank_zero_only.rank != 0:  # other DDP ranks write nothing; ModelCheckpoint takes rank
+        run = runs / f".{cfg.name}-rank{rank_zero_only.rank}"  # 0's folder by broadcast
+        _train(cfg, run, data, model, precision)
+        return run
+    run = staged_dir(runs, cfg.name)
+    try:
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    else:  # other DDP ranks write nothing; ModelCheckpoint takes rank 0's folder by broadcast
-        run = Path(cfg.runs_dir) / f".{cfg.name}-rank{rank_zero_only.rank}"
+        _train(cfg, run, data, model, precision)
+    except BaseException as exc:
+        kept = set_aside(run, runs, cfg.name)
+        exc.add_note(f"cxr: the unfinished run is kept in {kept}; {runs / cfg.name} stays free")
+        raise
+    return publish(run, runs, cfg.name)
+
+
+def _train(cfg: TrainConfig, run: Path, data: XrayDataModule, model, precision: str) -> None:
+    """Lightning's fit, then (rank 0) the best epoch's weights finished into run/model.pt."""
     weights = data.class_weights() if cfg.data.balance == "weighted_loss" else None
     module = XrayClassifier(
         model,
@@ -140,14 +179,13 @@ def fit(cfg: TrainConfig) -> Path:
     )
     trainer.fit(module, datamodule=data)
     if not trainer.is_global_zero:
-        return run
+        return
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     epochs = write_history(run / "lightning" / "metrics.csv", run / "history.csv")
     model = module.model.cpu().to(memory_format=torch.contiguous_format).eval()
     _finish(run, cfg, data, model, precision, epochs)
     (run / "lightning" / "best.ckpt").unlink()  # model.pt holds the same weights, self-described
-    return run
 
 
 def write_history(logged: Path, out: Path) -> int:

@@ -84,13 +84,22 @@ class XrayClassifier(L.LightningModule):
             return self.head(x)
         return self.model(x.contiguous(memory_format=self.memory_format))
 
-    def _inputs(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if self.strategy == "linear_probe":
-            return x
-        x = x.float() / 255.0
-        if train and self.augment is not None:
-            x = self.augment(x)
-        return (x - self.mean) / self.std
+    def _prepare(self, x: torch.Tensor, y: torch.Tensor, train: bool):
+        """Data preparation in float32 with autocast switched off, whatever the precision:
+        scaling, normalisation and (training only) augmentation and mixing are not the model,
+        and under bf16 autocast a convolution inside them returns bf16 into float32 buffers.
+        Returns the inputs and the targets (soft when mixed)."""
+        if self.strategy == "linear_probe":  # x holds the head's inputs (cxr.training.features)
+            return x, y
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float() / 255.0
+            if train and self.augment is not None:
+                x = self.augment(x)
+            x = (x - self.mean) / self.std
+            # pairs: an odd last batch stays unmixed
+            if train and self.mixup is not None and len(x) % 2 == 0:
+                return self.mixup(x, y)
+        return x, y
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         soft = y.is_floating_point()  # mixed targets already carry the smoothing
@@ -103,9 +112,7 @@ class XrayClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        x, target = self._inputs(x, train=True), y
-        if self.mixup is not None and len(x) % 2 == 0:  # pairs: an odd last batch stays unmixed
-            x, target = self.mixup(x, y)
+        x, target = self._prepare(x, y, train=True)
         logits = self(x)
         loss = self._loss(logits, target)
         self.train_acc.update(logits.argmax(1), y)
@@ -115,7 +122,7 @@ class XrayClassifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(self._inputs(x, train=False)).float()
+        logits = self(self._prepare(x, y, train=False)[0]).float()
         probs = logits.softmax(1)
         # update, not forward: a batch-level AUROC of a one-class batch is meaningless (and warns)
         self.val_auroc.update(probs[:, 1] if probs.shape[1] == 2 else probs, y)
