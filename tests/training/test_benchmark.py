@@ -1,3 +1,7 @@
+import json
+import subprocess
+import sys
+
 import pytest
 
 from cxr.models import create_model
@@ -36,6 +40,20 @@ def test_every_variant_is_measured_with_its_flops():
         assert r.achieved_gflops == pytest.approx(
             r.images_per_s * r.gflop_per_image, rel=0.02, abs=0.1
         )
+
+
+def test_the_documented_form_times_each_model_at_its_own_size(tmp_path):
+    """`cxr benchmark train MODEL` with no --size (as the docs give it) uses the size on the
+    model's card; only the amount of work is made small here."""
+    out = tmp_path / "train.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr", "benchmark", "train", "cxr_cnn", "--steps", "1",
+         "--batch", "2", "--out", out],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert {r["size"] for r in rows} == {create_model("cxr_cnn").card.preprocessing.size} == {128}
 
 
 def test_frozen_stages_skip_their_backward_flops():

@@ -8,30 +8,43 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import OptionalImages, out_option, progress, say
+from cxr.cli.common import (
+    OptionalImages,
+    comma_separated,
+    model_file,
+    out_option,
+    progress,
+    say,
+    valid_batch_sizes,
+)
 from cxr.cli.render import print_predict_throughput, print_step_profile, print_train_throughput
-from cxr.errors import CxrError
 from cxr.settings import data_root
 
 benchmark_app = typer.Typer(
     help="Measure speed on this machine.", no_args_is_help=True, rich_markup_mode="markdown"
 )
 JsonOut = Annotated[Path | None, out_option("Write the figures as JSON here")]
+# cxr.inference.benchmark.BACKENDS (importing it loads torch); tests/test_cli.py pins them equal
+BACKENDS = ("torch-eager", "torch-fast", "torch-bf16", "onnx-as-traced", "onnx", "onnx-1thread",
+            "onnx-nospin", "onnx-int8")  # fmt: skip
+VARIANTS = tuple(f"{p}-{f}" for p in ("fp32", "bf16") for f in ("nchw", "channels_last"))
 
 
 def _file_or_name(value: str) -> str:
-    """A registered name has no folder and no suffix; anything else must be a file."""
+    """A registered name has no folder and no suffix; anything else must be a model file."""
     path = Path(value)
-    if (path.suffix or len(path.parts) > 1) and not path.is_file():
-        raise CxrError(f"{value}: no such model file")
+    if path.suffix or len(path.parts) > 1 or path.is_dir():
+        model_file(path)
     return value
 
 
 @benchmark_app.command("train")
 def benchmark_train(
     models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Registered model names.")],
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 32,
-    steps: Annotated[int, typer.Option(help="Optimiser steps timed per variant and round.")] = 5,
+    batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
+    steps: Annotated[
+        int, typer.Option(help="Optimiser steps timed per variant and round.", min=1)
+    ] = 5,
     size: Annotated[
         int | None, typer.Option(help="Input side in px (default: each model's own).", min=16)
     ] = None,
@@ -72,7 +85,10 @@ def benchmark_profile(
     steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.", min=1)] = 3,
     variants: Annotated[
         str,
-        typer.Option(help="precision-layout, comma-separated (fp32|bf16)-(nchw|channels_last)."),
+        typer.Option(
+            help=f"precision-layout, comma-separated: {', '.join(VARIANTS)}.",
+            callback=comma_separated("--variants", "a precision-layout", VARIANTS),
+        ),
     ] = "fp32-nchw,fp32-channels_last",
     out: JsonOut = None,
 ) -> None:
@@ -85,10 +101,6 @@ def benchmark_profile(
     from cxr.speed import matmul_gflops
 
     chosen = tuple(v.strip() for v in variants.split(","))
-    for v in chosen:
-        precision, _, layout = v.partition("-")
-        if precision not in {"fp32", "bf16"} or layout not in {"nchw", "channels_last"}:
-            raise CxrError(f"variant {v!r}: write precision-layout, e.g. fp32-channels_last")
     with progress() as stages:
         step = stages("torch.mm yardstick", 1)
         peak = matmul_gflops()
@@ -117,11 +129,13 @@ def benchmark_predict(
     backend: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: torch-eager, torch-fast, torch-bf16, onnx-as-traced, onnx, "
-            "onnx-1thread, onnx-nospin, onnx-int8; or all."
+            help=f"Comma-separated: {', '.join(BACKENDS)}; or all.",
+            callback=comma_separated("--backend", "a backend", ("all", *BACKENDS)),
         ),
     ] = "all",
-    batches: Annotated[str, typer.Option(help="Batch sizes, comma-separated.")] = "1,8,32",
+    batches: Annotated[
+        str, typer.Option(help="Batch sizes, comma-separated.", callback=valid_batch_sizes)
+    ] = "1,8,32",
     out: JsonOut = None,
 ) -> None:
     """Inference images/s per backend and batch size, in one process, with decode+preprocess
@@ -130,14 +144,12 @@ def benchmark_predict(
 
     Example: cxr benchmark predict efficientnet_lite0 --out predict-bench.json
     """
-    from cxr.inference.benchmark import BACKENDS, decode_throughput, model_throughput
+    chosen = tuple(b.strip() for b in backend.split(","))
+    chosen = BACKENDS if "all" in chosen else chosen
+    from cxr.inference.benchmark import decode_throughput, model_throughput
     from cxr.inference.predict import expand
     from cxr.speed import matmul_gflops
 
-    chosen = BACKENDS if backend == "all" else tuple(backend.split(","))
-    unknown = set(chosen) - set(BACKENDS)
-    if unknown:
-        raise CxrError(f"unknown backend {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
     sources = images or [data_root() / "chest_xray_originals"]
     with progress() as stages:
         step = stages("torch.mm yardstick", 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -72,10 +72,15 @@ def quiet_libraries() -> None:
 # Arguments: the model first, then images, given the same way in every command.
 
 
-def _model_file(path: Path | None) -> Path | None:
-    if path is not None and not path.is_file():
-        raise CxrError(f"{path}: no such model file")
-    return path
+def model_file(path: Path | None) -> Path | None:
+    """A model file; a run folder is named as one, with the file to give instead."""
+    if path is None or path.is_file():
+        return path
+    if (path / "model.pt").is_file():
+        raise CxrError(f"{path} is a run folder; use {path / 'model.pt'}")
+    if path.is_dir():
+        raise CxrError(f"{path} is a folder, not a model file")
+    raise CxrError(f"{path}: no such model file")
 
 
 def existing(paths: list[Path] | Path | None) -> list[Path] | Path | None:
@@ -105,7 +110,7 @@ DATASET_HELP = (
 )
 
 Model = Annotated[
-    Path, typer.Argument(metavar="MODEL", help=MODEL_HELP, callback=_model_file, show_default=False)
+    Path, typer.Argument(metavar="MODEL", help=MODEL_HELP, callback=model_file, show_default=False)
 ]
 Images = Annotated[
     list[Path], typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing)
@@ -135,19 +140,103 @@ def out_option(what: str) -> typer.models.OptionInfo:
     )
 
 
-Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.")]
-Workers = Annotated[int, typer.Option(help="Decoding processes.")]
-Scheme = Annotated[
-    str,
-    typer.Option(
-        help="Label scheme: folder (folder names) or kermany3 "
-        "(normal / bacterial / viral from Kermany file names)."
-    ),
-]
-Negative = Annotated[
-    str | None,
-    typer.Option(help="Make it binary: this class against all others, e.g. --negative normal."),
-]
+# Values with a form: refused as the command line is read, torch not yet imported.
+
+
+def comma_separated(option: str, what: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    """The callback of an option that takes several of fixed `choices`, comma-separated."""
+
+    def check(text: str) -> str:
+        for item in text.split(","):
+            if item.strip() not in choices:
+                raise CxrError(
+                    f"{option}: {item.strip()!r} is not {what}; choose from {', '.join(choices)}"
+                )
+        return text
+
+    return check
+
+
+def valid_batch_sizes(text: str) -> str:
+    """`--batches 1,8,32`: whole numbers of 1 or more."""
+    for item in text.split(","):
+        if not item.strip().isdigit() or int(item) < 1:
+            raise CxrError(
+                f"--batches: {item.strip()!r} is not a batch size; e.g. --batches 1,8,32"
+            )
+    return text
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """`Normal=NORMAL,Viral Pneumonia=PNEUMONIA` -> {folder label: model class}."""
+    if not text:
+        return {}
+    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+    if any(not sep or not a.strip() or not b.strip() for a, sep, b in pairs):
+        raise CxrError(f"--label-map {text!r}: expected FOLDER_LABEL=MODEL_CLASS,...")
+    return {a.strip(): b.strip() for a, _, b in pairs}
+
+
+def valid_label_map(text: str | None) -> str | None:
+    parse_label_map(text)  # a malformed map is refused now, not after the model has loaded
+    return text
+
+
+def valid_threshold_rule(rule: str | None) -> str | None:
+    """`sensitivity>=S`, `youden` or `fixed:T`, S and T between 0 and 1."""
+    if rule is None or rule == "youden":
+        return rule
+    for prefix in ("sensitivity>=", "fixed:"):
+        number = rule.removeprefix(prefix)
+        if number != rule and number.replace(".", "", 1).isdigit() and float(number) <= 1:
+            return rule
+    raise CxrError(f"threshold rule {rule!r}: use sensitivity>=S, youden or fixed:T (0 to 1)")
+
+
+def valid_database_url(url: str | None) -> str | None:
+    """A URL SQLAlchemy can read; never echoed, since it may hold a password."""
+    if url is not None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except ArgumentError:
+            raise CxrError(
+                "--db: not a database URL; e.g. sqlite:///worklist.db or "
+                "postgresql+psycopg://user@host/db"
+            ) from None
+    return url
+
+
+# Choices: the parser refuses anything else and --help lists them.
+
+
+class SchemeName(StrEnum):
+    """How folder names become labels (cxr.data.labels.SCHEMES)."""
+
+    folder = "folder"
+    kermany3 = "kermany3"
+
+
+class Split(StrEnum):
+    """What `cxr evaluate` scores: a split folder of the dataset, or the model's own patients
+    rebuilt from its card."""
+
+    train = "train"
+    val = "val"
+    test = "test"
+    internal_test = "internal-test"
+    tuning = "tuning"
+
+
+class CalibrationMethod(StrEnum):
+    """How `cxr calibrate` re-fits; platt is for binary models, vector for multi-class."""
+
+    auto = "auto"
+    temperature = "temperature"
+    platt = "platt"
+    vector = "vector"
 
 
 class OutputFormat(StrEnum):
@@ -163,6 +252,21 @@ class ModelFormat(StrEnum):
 
     onnx = "onnx"
     onnx_int8 = "onnx-int8"
+
+
+Bootstrap = Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CIs.", min=1)]
+Workers = Annotated[int, typer.Option(help="Decoding processes.", min=0)]
+Scheme = Annotated[
+    SchemeName,
+    typer.Option(
+        help="Label scheme: folder (folder names) or kermany3 "
+        "(normal / bacterial / viral from Kermany file names)."
+    ),
+]
+Negative = Annotated[
+    str | None,
+    typer.Option(help="Make it binary: this class against all others, e.g. --negative normal."),
+]
 
 
 @contextmanager

@@ -12,7 +12,9 @@ from cxr.cli.common import (
     Dataset,
     Negative,
     Scheme,
+    SchemeName,
     Workers,
+    existing,
     find_dataset,
     out_option,
     progress,
@@ -34,7 +36,7 @@ def data_inspect(
         Path | None,
         out_option("New folder for summary.json and the PNGs (default outputs/inspect/…)"),
     ] = None,
-    scheme: Scheme = "folder",
+    scheme: Scheme = SchemeName.folder,
     negative: Negative = None,
 ) -> None:
     """Count images, patients, sizes, duplicates and bad files; chart the classes; draw a montage.
@@ -43,7 +45,7 @@ def data_inspect(
     """
     from cxr.data.inspect import plot_class_distribution, plot_montage, summarise
 
-    dataset = find_dataset(images, scheme, negative)
+    dataset = find_dataset(images, scheme.value, negative)
     with progress() as stages:
         summary = summarise(dataset, stages(f"reading {dataset.root.name}", len(dataset.records)))
     if out is None:
@@ -60,7 +62,7 @@ def data_inspect(
 @data_app.command("cache")
 def data_cache(
     images: Dataset = None,
-    size: Annotated[int, typer.Option(help="Square side in pixels.")] = 224,
+    size: Annotated[int, typer.Option(help="Square side in pixels.", min=16)] = 224,
     workers: Workers = 2,
 ) -> None:
     """Decode and resize every image once into the memory-mapped cache; time a cached pass.
@@ -92,15 +94,27 @@ def data_cache(
         say(f"  {bad.path}: {bad.reason}", "red")
 
 
+def _known_archive(name: str) -> str:
+    from cxr.data.download import ARCHIVES  # no torch: refused at once
+
+    if name not in ARCHIVES:
+        raise CxrError(f"unknown dataset {name!r}; available: {', '.join(ARCHIVES)}")
+    return name
+
+
 @data_app.command("download")
 def data_download(
-    name: Annotated[str, typer.Argument(metavar="DATASET", help="Dataset: kermany.")],
+    name: Annotated[
+        str, typer.Argument(metavar="DATASET", help="Dataset: kermany.", callback=_known_archive)
+    ],
     into: Annotated[
         Path, typer.Option(help="Folder to create the train/test layout in (resumable).")
     ],
     from_archive: Annotated[
         Path | None,
-        typer.Option(help="Unpack this local ChestXRay2017.zip instead of downloading."),
+        typer.Option(
+            help="Unpack this local ChestXRay2017.zip instead of downloading.", callback=existing
+        ),
     ] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected SHA-256 of the archive.")] = None,
 ) -> None:
@@ -115,8 +129,6 @@ def data_download(
 
     from cxr.data.download import ARCHIVES, fetch, unpack
 
-    if name not in ARCHIVES:
-        raise CxrError(f"unknown dataset {name!r}; available: {', '.join(ARCHIVES)}")
     archive = ARCHIVES[name] if sha256 is None else replace(ARCHIVES[name], sha256=sha256)
     if from_archive is None:
         say(f"Downloading {archive.name} from {archive.source}")

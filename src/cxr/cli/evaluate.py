@@ -9,16 +9,23 @@ import typer
 
 from cxr.cli.common import (
     Bootstrap,
+    CalibrationMethod,
     Dataset,
     Evaluations,
     Model,
+    Split,
     Workers,
     app,
+    existing,
     out_option,
+    parse_label_map,
     progress,
     say,
+    valid_label_map,
+    valid_threshold_rule,
     warn,
 )
+from cxr.cli.early import check_calibration, check_evaluation
 from cxr.cli.render import print_comparison, print_scores
 from cxr.errors import CxrError
 from cxr.outputs import default_output_dir, must_be_new
@@ -30,7 +37,7 @@ def evaluate_command(
     model: Model,
     images: Dataset = None,
     split: Annotated[
-        str | None,
+        Split | None,
         typer.Option(
             help="A split folder (test, val, train), or the model's own patients rebuilt from "
             "its card: 'internal-test' (touched by evaluation only) or 'tuning'."
@@ -40,11 +47,15 @@ def evaluate_command(
         Path | None, out_option("New folder for the evaluation (default outputs/evaluate/…)")
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Override the tuning-chosen threshold (flagged).")
+        float | None,
+        typer.Option(help="Override the tuning-chosen threshold (flagged).", min=0, max=1),
     ] = None,
     label_map: Annotated[
         str | None,
-        typer.Option(help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'."),
+        typer.Option(
+            help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'.",
+            callback=valid_label_map,
+        ),
     ] = None,
     bootstrap: Bootstrap = 1000,
     workers: Workers = 2,
@@ -62,19 +73,22 @@ def evaluate_command(
 
     Example: cxr evaluate runs/quick/model.pt ../shared/data/chest_xray --split internal-test
     """
-    from cxr.evaluation.evaluate import evaluate, parse_label_map
+    root, labels = images or data_root() / "chest_xray", parse_label_map(label_map)
+    split = split and split.value
+    check_evaluation(model, root, split, labels, threshold)  # before torch loads
+    from cxr.evaluation.evaluate import evaluate
 
     with progress() as stages:
         result = evaluate(
             model,
-            images or data_root() / "chest_xray",
+            root,
             split,
             out,
             threshold,
             bootstrap,
             workers=workers,
             progress=stages,
-            label_map=parse_label_map(label_map),
+            label_map=labels,
             shift=shift,
         )
     for warning in result.warnings:
@@ -100,10 +114,14 @@ def calibrate_command(
         ),
     ] = None,
     method: Annotated[
-        str, typer.Option(help="auto (lowest held-out ECE, if any beats none), temperature, platt.")
-    ] = "auto",
+        CalibrationMethod,
+        typer.Option(
+            help="auto (the lowest held-out ECE, if any beats none); platt for binary models, "
+            "vector for multi-class ones."
+        ),
+    ] = CalibrationMethod.auto,
     out: Annotated[
-        Path | None, out_option("New model file (default <model>-calibrated.pt beside it)")
+        Path | None, out_option("New model file (default: beside MODEL, named MODEL-calibrated.pt)")
     ] = None,
 ) -> None:
     """Re-fit the calibration on labelled predictions and write a new model file, the threshold
@@ -115,10 +133,11 @@ def calibrate_command(
     if not predictions.is_file():
         raise CxrError(f"{predictions}: no such predictions file (give --predictions)")
     out = out or must_be_new(model.with_name(f"{model.stem}-calibrated.pt"))
+    check_calibration(model, method)
 
     from cxr.evaluation.calibration import calibrate_file
 
-    result = calibrate_file(model, predictions, out, method)
+    result = calibrate_file(model, predictions, out, method.value)
     say(
         f"{result.calibration.method}: expected calibration error "
         f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
@@ -129,12 +148,18 @@ def calibrate_command(
 @app.command("ensemble")
 def ensemble_command(
     models: Annotated[
-        list[Path], typer.Argument(help="Run folders or model files (the same classes and split).")
+        list[Path],
+        typer.Argument(
+            help="Run folders or model files (the same classes and split).", callback=existing
+        ),
     ],
     out: Annotated[Path, out_option("New folder for the ensemble's model.pt")],
     threshold_rule: Annotated[
         str | None,
-        typer.Option(help="e.g. sensitivity>=0.95 or youden; default: the first member's rule."),
+        typer.Option(
+            help="e.g. sensitivity>=0.95 or youden; default: the first member's rule.",
+            callback=valid_threshold_rule,
+        ),
     ] = None,
 ) -> None:
     """Combine models trained on the same patient split into one model file (mean of their
@@ -188,7 +213,8 @@ def report_command(
     ] = None,
     bootstrap: Bootstrap = 1000,
     cv: Annotated[
-        list[Path] | None, typer.Option(help="A `cxr cv` folder: its fold spread goes in.")
+        list[Path] | None,
+        typer.Option(help="A `cxr cv` folder: its fold spread goes in.", callback=existing),
     ] = None,
 ) -> None:
     """One self-contained HTML report: protocol, data, model cards, curves, metrics with CIs,

@@ -4,12 +4,14 @@ reviewed worklist in a database)."""
 from __future__ import annotations
 
 import getpass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cxr.cli.common import app, console, out_option
+from cxr.cli.common import app, console, model_file, out_option, valid_database_url
+from cxr.errors import CxrError
 from cxr.settings import WORKLIST_DB
 
 reviews_app = typer.Typer(help="The reviewed worklist: reviewers, and reviews out as a dataset.")
@@ -19,25 +21,60 @@ DbOpt = Annotated[
     typer.Option(
         "--db",
         help="Worklist database URL: sqlite:///file.db or postgresql+psycopg://user@host/db.",
+        callback=valid_database_url,
     ),
 ]
 
 
+class Role(StrEnum):
+    """What a reviewer may do (cxr.store.reviewers.ROLES): admins also read the audit."""
+
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+def _ae_title(title: str) -> str:
+    """DICOM's rule for an AE title: 1 to 16 printable ASCII characters, no backslash."""
+    if (
+        not 0 < len(title.strip()) <= 16
+        or "\\" in title
+        or not (title.isascii() and title.isprintable())
+    ):
+        raise CxrError(f"--ae-title {title!r}: 1 to 16 printable ASCII characters, no backslash")
+    return title
+
+
+def _destination(text: str | None) -> str | None:
+    if text is not None:
+        from cxr.dicomnode.sender import Destination  # no torch: refused at once
+
+        Destination.parse(text)
+    return text
+
+
 @app.command("listen")
 def listen_command(
-    model: Annotated[Path, typer.Argument(help="A run's model.pt (heat maps) or an .onnx export.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="A run's model.pt (heat maps) or an .onnx export.", callback=model_file
+        ),
+    ],
     db: DbOpt = WORKLIST_DB,
     spool: Annotated[
         Path, typer.Option(help="Folder where every received instance is kept (de-identified).")
     ] = Path("cxr-spool"),
-    ae_title: Annotated[str, typer.Option("--ae-title", help="This node's AE title.")] = "CXR",
+    ae_title: Annotated[
+        str, typer.Option("--ae-title", help="This node's AE title.", callback=_ae_title)
+    ] = "CXR",
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: all).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="DICOM port.")] = 11112,
+    port: Annotated[int, typer.Option(help="DICOM port.", min=0, max=65535)] = 11112,
     send_to: Annotated[
         str | None,
         typer.Option(
             "--send-to",
             help="Send the heat-map Secondary Capture and the SR here: AET@host:port.",
+            callback=_destination,
         ),
     ] = None,
 ) -> None:
@@ -95,9 +132,9 @@ def export_command(
 @reviews_app.command("add-reviewer")
 def add_reviewer_command(
     name: Annotated[str, typer.Argument(help="Who: shown in the audit trail.")],
-    role: Annotated[str, typer.Option(help="reviewer, or admin (may also read the audit).")] = (
-        "reviewer"
-    ),
+    role: Annotated[
+        Role, typer.Option(help="reviewer, or admin (may also read the audit).")
+    ] = Role.reviewer,
     db: DbOpt = WORKLIST_DB,
 ) -> None:
     """Create a reviewer and print their token once (the database keeps only its hash).
@@ -108,5 +145,5 @@ def add_reviewer_command(
     from cxr.store.reviewers import add_reviewer
 
     with open_database(db)() as session:
-        token = add_reviewer(session, name, role)
+        token = add_reviewer(session, name, role.value)
     console.print(token, highlight=False)

@@ -25,12 +25,13 @@ def train(
 
     Example: cxr train --config configs/quick.yaml optim.epochs=2 data.limit=200
     """
+    from cxr.training.config import load_config
+
+    cfg = load_config(config, list(ctx.args))  # a mistyped key is refused before torch loads
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    from cxr.training.config import load_config
     from cxr.training.fit import fit
 
-    cfg = load_config(config, list(ctx.args))
     run = fit(cfg)
     if rank_zero_only.rank != 0:  # the other DDP processes wrote nothing to show
         return
@@ -48,6 +49,9 @@ def study(
 
     Example: cxr study --config configs/quick.yaml
     """
+    from cxr.training.config import load_config
+
+    load_config(config, list(ctx.args))  # a mistyped key is refused before torch loads
     from cxr.study import run_study
 
     with progress() as stages:
@@ -63,19 +67,21 @@ def study(
 def cv_command(
     ctx: typer.Context,
     config: Config = None,
-    folds: Annotated[int, typer.Option(help="Patient folds; each is the internal test once.")] = 5,
+    folds: Annotated[
+        int, typer.Option(help="Patient folds; each is the internal test once.", min=2)
+    ] = 5,
     out: Annotated[
-        Path | None, out_option("New folder for the folds' runs (default <runs_dir>/<name>-cv<k>)")
+        Path | None, out_option("New folder for the folds' runs (default RUNS_DIR/NAME-cvK)")
     ] = None,
 ) -> None:
     """Patient-grouped k-fold cross-validation: how much the figures move between folds.
 
     Example: cxr cv --config configs/quick.yaml --folds 5
     """
-    from cxr.evaluation.cv import run_cv
     from cxr.training.config import load_config
 
-    cfg = load_config(config, list(ctx.args))
+    cfg = load_config(config, list(ctx.args))  # a mistyped key is refused before torch loads
+    from cxr.evaluation.cv import run_cv
 
     def said(k: int, metrics: dict) -> None:
         key = "auroc" if "auroc" in metrics else "macro_auroc"
@@ -97,7 +103,8 @@ def levers_command(
     ],
     config: Config = None,
     folds: Annotated[
-        int | None, typer.Option(help="Also run patient-fold CV per lever (k trainings each).")
+        int | None,
+        typer.Option(help="Also run patient-fold CV per lever (k trainings each).", min=2),
     ] = None,
     bootstrap: Bootstrap = 1000,
     out: Annotated[Path | None, out_option("New folder for the runs and levers.md")] = None,

@@ -40,17 +40,6 @@ class Evaluation:
     shift: dict | None = None  # figures under acquisition changes (`--shift`)
 
 
-def parse_label_map(text: str | None) -> dict[str, str]:
-    """`Normal=NORMAL,Viral Pneumonia=PNEUMONIA` -> {folder label: model class}."""
-    if not text:
-        return {}
-    pairs = [item.partition("=") for item in text.split(",") if item.strip()]
-    bad = [a for a, sep, b in pairs if not sep or not a.strip() or not b.strip()]
-    if bad:
-        raise DatasetError(f"--label-map {text!r}: expected FOLDER_LABEL=MODEL_CLASS,...")
-    return {a.strip(): b.strip() for a, _, b in pairs}
-
-
 def _records(
     dataset: Dataset, split: str | None, card: ModelCard, warnings: list[str]
 ) -> list[Record]:

@@ -61,7 +61,7 @@ def train_throughput(
 ) -> list[TrainSpeed]:
     torch.manual_seed(0)
     base = create_model(name, pretrained=pretrained, num_classes=2)
-    size = size or base.preprocessing.size
+    size = size or base.card.preprocessing.size  # the model's own input side
     x = torch.randn(batch, 1, size, size)
     y = torch.randint(0, 2, (batch,))
     # Backward is taken as twice the forward: FlopCounterMode's own backward count for the
