@@ -3,12 +3,14 @@ DICOMs of dicom_cxr to Orthanc (the PACS), which forwards them to `cxr listen`; 
 the 3 non-chest images land in "not scored"; Secondary Captures and SRs appear beside the originals
 in Orthanc; in Chromium a reviewer corrects 3 cases with the keyboard; `cxr reviews export` holds
 exactly those corrections, `cxr evaluate` reads them and `cxr train` learns from them (training
-part only); no patient name anywhere."""
+part only); no patient name anywhere. Once with the prediction API open on 127.0.0.1, once with
+CXR_API_TOKEN set, as beyond localhost: reviewers keep their own tokens, a script the API token."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from cxr.models import load_model
@@ -42,12 +45,14 @@ def _store(port: int, files: list[Path]) -> None:
     assert sent.returncode == 0, sent.stdout + sent.stderr
 
 
-def _serve(model: Path, db: str, log: Path) -> tuple[subprocess.Popen, str]:
+def _serve(model: Path, db: str, log: Path, api_token: str | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CXR_API_TOKEN"}
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "cxr", "serve", str(model), "--db", db, "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT,
+            env={**env, "CXR_API_TOKEN": api_token} if api_token else env,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
@@ -61,8 +66,9 @@ def _serve(model: Path, db: str, log: Path) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
+@pytest.mark.parametrize("api_token", [None, "s3cret-script-token"], ids=["open", "tokens"])
 def test_pacs_to_reviewed_dataset(
-    db_url, data, model_file, listener_factory, orthanc_factory, tmp_path
+    db_url, api_token, data, model_file, listener_factory, orthanc_factory, tmp_path
 ):
     originals = sorted((data / "dicom_cxr").rglob("*.dcm"))
     assert len(originals) == 42
@@ -84,7 +90,7 @@ def test_pacs_to_reviewed_dataset(
     # The worklist: 39 to review, the three UID-reusing non-chest files kept but not scored.
     admin = _cxr("reviews", "add-reviewer", "admin", "--role", "admin", "--db", db_url)
     admin_token = admin.stdout.strip()
-    serve, url = _serve(model_file, db_url, tmp_path / "serve.log")
+    serve, url = _serve(model_file, db_url, tmp_path / "serve.log", api_token)
     try:
         client = httpx.Client(base_url=url, timeout=60,
                               headers={"Authorization": f"Bearer {admin_token}"})  # fmt: skip
@@ -128,7 +134,7 @@ def test_pacs_to_reviewed_dataset(
 
         # A reviewer corrects three cases with the keyboard only.
         token = _cxr("reviews", "add-reviewer", "Dr Ann", "--db", db_url).stdout.strip()
-        corrected = _review_in_chromium(url, token, tmp_path)
+        corrected = _review_in_chromium(url, token, tmp_path, api_token)
         assert len(corrected) == 3
         counts = client.get("/api/worklist").json()["counts"]
         assert counts["disagreements"] == 3 and counts["reviewed"] == 3
@@ -140,6 +146,9 @@ def test_pacs_to_reviewed_dataset(
                            headers={"Authorization": f"Bearer {token}"})  # fmt: skip
         assert denied.status_code == 403
         assert httpx.get(f"{url}/api/worklist").status_code == 401
+        _script_uses_the_prediction_api(url, api_token, originals[0], token)
+        started = (tmp_path / "serve.log").read_text()
+        assert "worklist needs a reviewer token" in started and "OFF" not in started, started
     finally:
         serve.terminate()
         serve.wait(timeout=30)
@@ -176,8 +185,30 @@ def test_pacs_to_reviewed_dataset(
     assert MARKER.encode() not in stored.upper()
 
 
-def _review_in_chromium(url: str, token: str, tmp_path: Path) -> dict[int, tuple[str, str]]:
-    """Sign in, then for three cases press the number key of the label the model did not pick."""
+def _script_uses_the_prediction_api(url: str, api_token: str | None, dicom: Path,
+                                    reviewer: str) -> None:  # fmt: skip
+    """What the start-up line states: the prediction API takes the API token or a reviewer's
+    (and is open on 127.0.0.1 without CXR_API_TOKEN); the worklist takes reviewer tokens only."""
+
+    def predict(token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{url}/api/predict", files={"file": (dicom.name, dicom.read_bytes())},
+                          headers=headers, timeout=120)  # fmt: skip
+
+    scripted = predict(api_token)
+    assert scripted.status_code == 200 and scripted.json()["predicted"], scripted.text
+    assert predict(reviewer).status_code == 200
+    if api_token:
+        assert predict(None).status_code == 401
+        refused = httpx.get(f"{url}/api/worklist", headers={"Authorization": f"Bearer {api_token}"})
+        assert refused.status_code == 403 and "reviewer token" in refused.json()["detail"]
+
+
+def _review_in_chromium(
+    url: str, token: str, tmp_path: Path, api_token: str | None
+) -> dict[int, tuple[str, str]]:
+    """Sign in (after the API token is turned away, when there is one), then for three cases
+    press the number key of the label the model did not pick."""
     assert CHROMIUM, "the browser test needs Debian's chromium: apt-get install chromium"
     corrected: dict[int, tuple[str, str]] = {}
     expect.set_options(timeout=30_000)  # a loaded 2-core CI machine, not a slow page
@@ -185,6 +216,11 @@ def _review_in_chromium(url: str, token: str, tmp_path: Path) -> dict[int, tuple
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{url}/worklist")
+        if api_token:
+            page.fill("#token", api_token)
+            page.keyboard.press("Enter")
+            expect(page.locator("#error")).to_contain_text("needs your own reviewer token")
+            expect(page.locator("#login")).to_be_visible()
         page.fill("#token", token)
         page.keyboard.press("Enter")
         expect(page.locator("#who")).to_have_text("Dr Ann (reviewer)")

@@ -87,10 +87,12 @@ def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
         worklist.record(session, _received(pixel_mean=200.0))
         reviewer = add_reviewer(session, "ann")
     app = FastAPI()
-    app.include_router(worklist_router(sessions, {"pixel_mean": [60.0, 180.0]}))
+    app.include_router(worklist_router(sessions, {"pixel_mean": [60.0, 180.0]}, "s3cret"))
     client = TestClient(app)
     assert client.get("/api/worklist").status_code == 401
     assert client.get("/api/worklist", headers={"Authorization": "Bearer nope"}).status_code == 401
+    scripted = client.get("/api/worklist", headers={"Authorization": "Bearer s3cret"})
+    assert scripted.status_code == 403 and "own reviewer token" in scripted.json()["detail"]
     auth = {"Authorization": f"Bearer {reviewer}"}
     (row,) = client.get("/api/worklist", headers=auth).json()["rows"]
     assert client.get("/api/worklist/audit", headers=auth).status_code == 403

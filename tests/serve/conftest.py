@@ -47,13 +47,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(model_file, folder, env):
+def _serve(model_file, folder, env, *options: str):
     """`cxr serve` as a user starts it, its log captured to a file the tests can read."""
     port = _free_port()
     log = folder / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cxr", "serve", str(model_file), "--port", str(port)],
+            [sys.executable, "-m", "cxr", "serve", str(model_file), "--port", str(port), *options],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -89,5 +89,35 @@ def guarded_server(model_file, tmp_path_factory):
     env = {**os.environ, "CXR_API_TOKEN": "s3cret", "TMPDIR": str(folder / "tmp")}
     process, info = _serve(model_file, folder, env)
     yield {**info, "tmp": folder / "tmp", "token": "s3cret"}
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="package")
+def worklist_server(model_file, tmp_path_factory):
+    """A server with CXR_API_TOKEN and a worklist database (SQLite) holding two scored cases, one
+    reviewer and one admin, each with their own token."""
+    from cxr.store import worklist
+    from cxr.store.database import open_database
+    from cxr.store.reviewers import add_reviewer
+    from cxr.store.worklist import Received
+
+    folder = tmp_path_factory.mktemp("worklist")
+    db = f"sqlite:///{folder / 'worklist.db'}"
+    sessions = open_database(db)
+    with sessions() as session:
+        for n in (1, 2):
+            worklist.record(session, Received(
+                sop_instance_uid=f"1.2.826.0.1.{n}", content_digest=f"{n:064x}",
+                study_instance_uid=f"1.2.826.1.{n}", series_instance_uid=f"1.2.826.2.{n}",
+                patient_pseudonym=None, spool_path=str(folder / f"{n}.dcm"), status="scored",
+                classes=["NORMAL", "PNEUMONIA"], probabilities=[0.3, 0.7], predicted="PNEUMONIA",
+                urgency=0.7, threshold={"rule": "fixed:0.5", "value": 0.5},
+            ))  # fmt: skip
+        tokens = {"reviewer": add_reviewer(session, "Dr Ann"),
+                  "admin": add_reviewer(session, "Dr Bea", "admin")}  # fmt: skip
+    env = {**os.environ, "CXR_API_TOKEN": "s3cret"}
+    process, info = _serve(model_file, folder, env, "--db", db)
+    yield {**info, "token": "s3cret", **tokens}
     process.terminate()
     process.wait(timeout=30)

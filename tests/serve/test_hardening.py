@@ -88,10 +88,21 @@ def test_accepted_uploads_stay_in_memory(guarded_server, data):
     assert list(tmp.iterdir()) == []
 
 
+def test_reviewer_tokens_are_checked_from_the_headers_too(worklist_server):
+    """With a worklist database a reviewer's token also opens the prediction API: looked up before
+    the body, so a GiB upload under it still gets its 413 at once, and under a wrong one a 401."""
+    port = worklist_server["port"]
+    for token, status in ((worklist_server["reviewer"], 413), ("nope", 401), (None, 401)):
+        headers = f"Authorization: Bearer {token}\r\n" if token else ""
+        answer, seconds = _raw_upload(port, "/api/predict", GIB, headers)
+        assert answer.startswith(f"HTTP/1.1 {status}") and seconds < 5, (token, answer)
+
+
 def test_start_up_line_says_auth_and_limits(guarded_server, live_server):
-    assert "auth: on (CXR_API_TOKEN)" in guarded_server["log"].read_text()
+    assert "auth: prediction API needs CXR_API_TOKEN; limits:" in guarded_server["log"].read_text()
     opened = live_server["log"].read_text()
-    assert "auth: OFF" in opened and "uploads up to 25 MB" in opened
+    assert "auth: prediction API open (no token asked" in opened, opened
+    assert "uploads up to 25 MB" in opened
 
 
 def test_bomb_set_from_many_clients_bounded_memory_and_live_health(

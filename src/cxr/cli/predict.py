@@ -20,7 +20,9 @@ from cxr.cli.common import (
     out_option,
     progress,
     say,
+    valid_database_url,
 )
+from cxr.cli.early import check_class
 from cxr.cli.render import print_worklist
 from cxr.errors import CxrError
 from cxr.outputs import must_be_new
@@ -47,9 +49,9 @@ def predict_command(
             "--format", help="Worklist format; default: from --out's suffix, else a table."
         ),
     ] = None,
-    batch: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 32,
     workers: Workers = 2,
-    show: Annotated[int, typer.Option(help="Rows of the worklist to print.")] = 20,
+    show: Annotated[int, typer.Option(help="Rows of the worklist to print.", min=0)] = 20,
     pseudonymize_names: Annotated[
         bool,
         typer.Option(
@@ -73,13 +75,17 @@ def predict_command(
         raise CxrError(f"--out {out}: a worklist file is .csv or .json (or give --format)")
     if cam is not None and model.suffix == ".onnx":
         raise CxrError("Grad-CAM needs the PyTorch model file (model.pt), not an ONNX export")
+    if cam_class is not None:
+        if cam is None:
+            raise CxrError("--cam-class chooses what the heat maps explain: add --cam FOLDER")
+        check_class(model, cam_class)  # a typo is refused before torch loads
 
     from cxr.inference.predict import known_class, predict_paths
     from cxr.inference.predictor import load_predictor
 
     predictor = load_predictor(model)
     if cam_class is not None:
-        known_class(predictor, cam_class)  # a typo is refused before any work
+        known_class(predictor, cam_class)  # a card the early check could not read
     with progress() as stages:
         worklist = predict_paths(predictor, images, batch, workers, stages, pseudonymize_names)
         if cam is not None:
@@ -120,7 +126,7 @@ def export_command(
         ModelFormat, typer.Option(help="onnx, or onnx-int8: quantized on real images.")
     ] = ModelFormat.onnx,
     max_images: Annotated[
-        int, typer.Option(help="onnx-int8: at most this many IMAGES calibrate it.")
+        int, typer.Option(help="onnx-int8: at most this many IMAGES calibrate it.", min=1)
     ] = 200,
 ) -> None:
     """Export to ONNX: probabilities out, dynamic batch, classes/threshold/preprocessing inside.
@@ -159,12 +165,15 @@ def export_command(
 def serve_command(
     model: Model,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 25,
-    concurrency: Annotated[int, typer.Option(help="Inferences run at once.")] = 2,
+    port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8000,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.", min=1)] = 25,
+    concurrency: Annotated[int, typer.Option(help="Inferences run at once.", min=1)] = 2,
     db: Annotated[
         str | None,
-        typer.Option(help="The worklist database `cxr listen` fills; adds the /worklist page."),
+        typer.Option(
+            help="The worklist database `cxr listen` fills; adds the /worklist page.",
+            callback=valid_database_url,
+        ),
     ] = None,
     no_auth: Annotated[
         bool, typer.Option("--no-auth", help="Serve the API without a token, explicitly.")
@@ -179,13 +188,15 @@ def serve_command(
     """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
     Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API; without it the
     server only listens on this machine (127.0.0.1) unless you pass --no-auth. With --db, the
-    reviewed worklist at /worklist (reviewer tokens: `cxr reviews add-reviewer`).
+    reviewed worklist at /worklist, for reviewer tokens only (`cxr reviews add-reviewer`); a
+    reviewer token also works on the prediction API, the API token never on the worklist.
 
     Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
     """
     import uvicorn
 
-    from cxr.serve.app import TOKEN_ENV, ServeConfig, api_token, create_app
+    from cxr.serve.app import ServeConfig, create_app
+    from cxr.serve.auth import TOKEN_ENV, api_token, describe
 
     cfg = ServeConfig(
         model,
@@ -199,10 +210,9 @@ def serve_command(
     if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
         raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
     app_ = create_app(cfg)
-    auth = f"on ({TOKEN_ENV})" if token else "OFF (anyone who reaches the port can use the API)"
     say(
         f"serving {model} on http://{host}:{port}  (API docs: /docs)\n"
-        f"auth: {auth}; limits: {cfg.limits()}"
+        f"auth: {describe(token, worklist=db is not None)}; limits: {cfg.limits()}"
         + ("; file names pseudonymized" if pseudonymize_names else "")
     )
     if db is not None:

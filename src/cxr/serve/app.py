@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import copy
 import io
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,9 +36,9 @@ from cxr.inference.predict import (
     score,
 )
 from cxr.inference.predictor import TorchPredictor, load_predictor
+from cxr.serve.auth import TokenGate, api_token
 from cxr.serve.uploads import UploadGuard, multipart_schema, uploads
 
-TOKEN_ENV = "CXR_API_TOKEN"
 PAGE = Path(__file__).with_name("static") / "index.html"
 UNSUPPORTED = {ImageProblem.NOT_AN_IMAGE, ImageProblem.UNSUPPORTED}
 DISPLAY_SIDE = 1024  # the page's pictures: overlay and plain image
@@ -66,16 +65,6 @@ class ServeConfig:
         )
 
 
-def api_token(no_auth: bool) -> str | None:
-    """The API token from CXR_API_TOKEN; an empty value is a mistake, not a way to turn it off."""
-    token = os.environ.get(TOKEN_ENV)
-    if no_auth:
-        return None
-    if token is not None and not token.strip():
-        raise CxrError(f"{TOKEN_ENV} is set but empty: set a token, or pass --no-auth explicitly")
-    return token
-
-
 def create_app(cfg: ServeConfig) -> FastAPI:
     predictor = load_predictor(cfg.model)
     limiter = anyio.CapacityLimiter(cfg.concurrency)
@@ -85,14 +74,19 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         description="Chest X-ray classification. A research tool, not a medical device.",
         version=__version__,
     )
+    reviewers = None
+    if cfg.db is not None:
+        from cxr.store.database import open_database
+
+        reviewers = open_database(cfg.db)
     app.add_middleware(
         UploadGuard,
-        token=token,
         limits={
             "/api/predict": cfg.max_upload_bytes + FORM_OVERHEAD,
             "/api/triage": cfg.max_batch_bytes + FORM_OVERHEAD,
         },
     )
+    app.add_middleware(TokenGate, token=token, reviewers=reviewers)  # outermost: answers first
 
     def shown(name: str) -> str:
         return pseudonym(name) if cfg.pseudonymize_names else name
@@ -144,11 +138,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "cam_caption": cam_caption(classes, row.probs, explained),
         }
 
-    if cfg.db is not None:
+    if reviewers is not None:
         from cxr.serve.worklist import worklist_router
-        from cxr.store.database import open_database
 
-        app.include_router(worklist_router(open_database(cfg.db), predictor.card.population))
+        app.include_router(worklist_router(reviewers, predictor.card.population, token))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

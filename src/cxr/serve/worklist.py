@@ -1,6 +1,7 @@
 """The reviewed worklist in the web app: the queues from the database `cxr listen` fills, one
 case at a time with its image and heat map, and the reviewer's decision. Every request names its
-reviewer by token; every list, view and decision goes into the append-only audit table."""
+reviewer by their own token (never the API token: `cxr.serve.auth`); every list, view and
+decision goes into the append-only audit table."""
 
 import base64
 from pathlib import Path
@@ -12,9 +13,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from cxr.dicomnode.spool import preview
+from cxr.serve.auth import bearer, worklist_reviewer
 from cxr.store import worklist
 from cxr.store.models import Instance, Reviewer
-from cxr.store.reviewers import identify
 from cxr.store.worklist import Queue, ReviewError
 
 PAGE = Path(__file__).with_name("static") / "worklist.html"
@@ -26,8 +27,11 @@ class Decision(BaseModel):
     note: str = Field("", max_length=MAX_NOTE, description="Optional free text.")
 
 
-def worklist_router(sessions: sessionmaker[Session], population: dict | None = None) -> APIRouter:
-    """`population`: the served model's training-image ranges, for the drift figures."""
+def worklist_router(
+    sessions: sessionmaker[Session], population: dict | None = None, api_token: str | None = None
+) -> APIRouter:
+    """`population`: the served model's training-image ranges, for the drift figures;
+    `api_token`: the server's CXR_API_TOKEN, refused here with a 403 that says why."""
     router = APIRouter()
 
     def session():
@@ -37,11 +41,7 @@ def worklist_router(sessions: sessionmaker[Session], population: dict | None = N
     Db = Annotated[Session, Depends(session)]
 
     def reviewer(request: Request, db: Db) -> Reviewer:
-        given = request.headers.get("authorization", "")
-        found = identify(db, given.removeprefix("Bearer ").strip())
-        if found is None:
-            raise HTTPException(401, "the worklist needs a reviewer token: Authorization: Bearer …")
-        return found
+        return worklist_reviewer(db, bearer(request.headers.get("authorization", "")), api_token)
 
     Who = Annotated[Reviewer, Depends(reviewer)]
 
