@@ -13,11 +13,18 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from cxr.doctor import gather, lines
 from cxr.settings import data_root
 from cxr.training.config import load_config
 from cxr.training.fit import fit
 
 SHOTS = os.environ.get("CXR_SHOTS")  # a folder to keep the screenshots in, to look at them
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """`cxr doctor` at the top of every run's log: the host class (GPU, bf16 CPU, threads), the
+    precision `auto` trains in, and the packages and servers this run had."""
+    return ["cxr doctor:", *(f"  {line}" for line in lines(gather()))]
 
 
 @pytest.fixture(scope="session")

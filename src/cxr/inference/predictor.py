@@ -38,8 +38,14 @@ class TorchPredictor(Predictor):
         return probabilities(self.model, x).numpy()
 
 
+def onnx_providers(available: list[str]) -> list[str]:
+    """CUDA first where this onnxruntime build has it (onnxruntime-gpu; onnxruntime falls back to
+    the CPU, warning, if no GPU answers), else the CPU alone."""
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
 class OnnxPredictor(Predictor):
-    """onnxruntime with every graph optimisation for this CPU; `threads` 0 is one per core, and
+    """onnxruntime with every graph optimisation; on the CPU `threads` 0 is one per core, and
     `spin` lets idle worker threads busy-wait for the next operator (onnxruntime's default)."""
 
     def __init__(self, path: Path, threads: int = 0, spin: bool = True) -> None:
@@ -56,7 +62,7 @@ class OnnxPredictor(Predictor):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
+                str(path), options, providers=onnx_providers(ort.get_available_providers())
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise CxrError(f"{path}: not a usable ONNX model ({type(exc).__name__})") from exc

@@ -57,14 +57,18 @@ def cxr_cnn(
 @register_model(Preprocessing(size=150), target_layer="features.10", head="head")
 def classic_cnn(pretrained: bool = False, num_classes: int = 2, in_chans: int = 1) -> nn.Module:
     """The 4-block CNN of the Kermany student notebooks: 3x3 convs of 32-64-128-512 filters, each
-    followed by 2x2 max-pooling (Keras 'valid' padding), then dense 512, dropout 0.5, at 150 px."""
+    followed by 2x2 max-pooling (Keras 'valid' padding), then dense 512, dropout 0.5, at 150 px;
+    an adaptive max-pool lets `model.size` feed it other sizes with the same head."""
     layers, cin = [], in_chans
     for cout in (32, 64, 128, 512):
         layers += [nn.Conv2d(cin, cout, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
         cin = cout
-    features = nn.Sequential(*layers)
     with torch.no_grad():
-        flat = features(torch.zeros(1, in_chans, 150, 150)).numel()
+        side = nn.Sequential(*layers)(torch.zeros(1, in_chans, 150, 150)).shape[-1]
+    # the identity at 150 px; at another `model.size` it feeds the dense layer the same 7x7 grid
+    # (appended last, so the weights' names are those of earlier model files)
+    features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(side))
+    flat = cin * side * side
     head = nn.Sequential(
         nn.Flatten(),
         nn.Linear(flat, 512),

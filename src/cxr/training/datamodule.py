@@ -94,6 +94,11 @@ class XrayDataModule(L.LightningDataModule):
     def fingerprint(self) -> str:
         return split_fingerprint(self.protocol, self.root)
 
+    def _pinned(self) -> bool:
+        """Pinned (page-locked) batches on a CUDA run: Lightning copies them to the GPU with
+        `non_blocking=True`, which overlaps the copy with the step only from pinned memory."""
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
     def train_dataloader(self) -> DataLoader:
         sampler, shuffle = None, True
         if self.cfg.balance == "sampler":
@@ -106,7 +111,10 @@ class XrayDataModule(L.LightningDataModule):
             shuffle=shuffle,
             sampler=sampler,
             drop_last=len(self.train_set) > self.cfg.batch_size,
+            pin_memory=self._pinned(),
         )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.tune_set, batch_size=self.cfg.batch_size * 2)
+        return DataLoader(
+            self.tune_set, batch_size=self.cfg.batch_size * 2, pin_memory=self._pinned()
+        )

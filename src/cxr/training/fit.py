@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -31,68 +29,22 @@ from cxr.models import create_model, model_spec, save_model
 from cxr.models.card import Threshold
 from cxr.outputs import publish, set_aside, staged_dir
 from cxr.training.augment import batch_augment
-from cxr.training.config import ConfigError, TrainConfig
+from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
 from cxr.training.features import ProbeDataModule
 from cxr.training.finetuning import HeadFirst
 from cxr.training.module import XrayClassifier
+from cxr.training.precision import compile_unavailable, resolve_precision
 from cxr.training.progress import EpochProgress
 
 TUNING_PREDICTIONS = "tuning_predictions.csv"
 
 
-def cpu_bf16_flags() -> list[str]:
-    """The CPU's bf16 matrix instructions (AVX-512 BF16, AMX): without them bf16 matrix products
-    are emulated and slower than fp32 (on an AVX-512 host without either, torch.mm ran 85 GFLOP/s
-    in fp32 and 16 in bf16)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-
-
-def cpu_has_bf16() -> bool:
-    return bool(cpu_bf16_flags())
-
-
-def gpu_wanted(accelerator: str) -> bool:
-    return accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
-    """The precision a run trains in and why, in words. `auto` keeps CPUs in float32: on the
-    AVX-512 BF16 host we measured, bf16 autocast trained slower than float32 (docs/benchmarks.md),
-    and float32 gives the same figures on every CPU; GPUs get bf16-mixed. 16-mixed needs a GPU:
-    on a CPU it is refused here, before any data is read."""
-    gpu = gpu_wanted(accelerator)
-    if precision == "16-mixed" and not gpu:
-        raise ConfigError(
-            "trainer.precision=16-mixed needs a CUDA GPU (fp16 autocast with a gradient scaler); "
-            "on a CPU use bf16-mixed or 32-true"
-        )
-    if precision != "auto":
-        return precision, "as configured"
-    if gpu:
-        return "bf16-mixed", "auto: a CUDA GPU"
-    bf16 = cpu_bf16_flags()
-    has = f"this CPU has {', '.join(bf16)}" if bf16 else "this CPU has no bf16 instructions"
-    return "32-true", f"auto: a CPU ({has}; float32 measured as fast or faster)"
-
-
-def compile_unavailable() -> str | None:
-    """Why torch.compile cannot run here, or None: inductor's CPU backend builds C++ kernels."""
-    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
-    if not any(c and shutil.which(c) for c in compilers):
-        return "no C++ compiler on PATH (inductor needs one: apt-get install g++)"
-    return None
-
-
-def maybe_compile(model: torch.nn.Module, enabled: bool) -> None:
+def maybe_compile(model: torch.nn.Module, enabled: bool, accelerator: str) -> None:
     """Compile the model's forward in place (its weights and state-dict keys stay as they are)."""
     if not enabled:
         return
-    reason = compile_unavailable()
+    reason = compile_unavailable(accelerator)
     if reason:
         rank_zero_warn(f"torch.compile is off: {reason}; training eagerly")
         return
@@ -122,7 +74,7 @@ def fit(cfg: TrainConfig) -> Path:
     )
     data.model = model  # the probe computes its features with it
     model.card = dataclasses.replace(model.card, classes=tuple(data.classes), preprocessing=prep)
-    maybe_compile(model, cfg.trainer.compile)
+    maybe_compile(model, cfg.trainer.compile, cfg.trainer.accelerator)
     runs = Path(cfg.runs_dir)
     if rank_zero_only.rank != 0:  # other DDP ranks write nothing; ModelCheckpoint takes rank
         run = runs / f".{cfg.name}-rank{rank_zero_only.rank}"  # 0's folder by broadcast
