@@ -17,8 +17,9 @@ class OutputExists(CxrError, FileExistsError):
 
 
 def must_be_new(path: Path) -> Path:
-    """`path` if nothing is there yet; else the one refusal every command and function gives."""
-    if path.exists():
+    """`path` if nothing is there yet; else the one refusal every command and function gives.
+    A dangling link counts as taken: `exists()` says no, but writing would follow it elsewhere."""
+    if os.path.lexists(path):
         raise OutputExists(f"{path} exists; cxr never overwrites (choose another --out)")
     return path
 
@@ -70,8 +71,7 @@ def set_aside(staged: Path, parent: Path, name: str) -> Path:
 def write_new_file(path: Path, text: str) -> Path:
     """`text` written under a temporary name beside `path`, then renamed into place: an
     interrupted run leaves no half-written file that looks finished, and none is replaced."""
-    if path.exists():
-        raise FileExistsError(f"{path} exists; cxr never overwrites (choose another name)")
+    must_be_new(path)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         partial.write_text(text)
@@ -85,8 +85,7 @@ def write_new_file(path: Path, text: str) -> Path:
 def new_folder(path: Path) -> Iterator[Path]:
     """A folder filled under a temporary name and renamed to `path` only once complete; on any
     failure or interruption the partial folder is removed, so a rerun is never blocked."""
-    if path.exists():
-        raise FileExistsError(f"{path} exists; cxr never overwrites (choose another name)")
+    must_be_new(path)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     partial.mkdir(parents=True)
     try:

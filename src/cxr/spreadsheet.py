@@ -1,26 +1,35 @@
 """Every CSV cxr writes goes through here, so no cell can run as a spreadsheet formula.
 
-File names are chosen by whoever made the files: `=HYPERLINK(...)`, `+cmd|' /C calc'!A0` or
-`@SUM(...)` would run when a worklist is opened in Excel or LibreOffice, and quoting does not stop
-them. A text cell that starts with = + - @ tab or carriage return gets a leading apostrophe
-(OWASP's advice), which spreadsheets show as text; numbers pass unchanged.
+File names, study UIDs and patient ids are chosen by whoever made the files or sent the study:
+`=HYPERLINK(...)`, `+cmd|' /C calc'!A0` or `@SUM(...)` would run when a worklist or an export is
+opened in Excel or LibreOffice, and quoting does not stop them. A text cell that starts with
+= + - @ tab or carriage return gets a leading apostrophe (OWASP's advice), which spreadsheets
+show as text; numbers, also written as text such as "-0.5" or "1e-05", pass unchanged.
+`read_cell` undoes it, so cxr reads back what it wrote.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # what a spreadsheet reads as one
 
 
 def safe_cell(value: Any) -> Any:
     """`value`, or `'value` when it is text a spreadsheet would read as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(value):
         return "'" + value
     return value
+
+
+def read_cell(text: str) -> str:
+    """A cell of a CSV cxr wrote, as it was before `safe_cell`."""
+    return text[1:] if text.startswith("'") and safe_cell(text[1:]) == text else text
 
 
 def write_rows(fh: TextIO, rows: Iterable[Sequence[Any]]) -> None:

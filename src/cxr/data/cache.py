@@ -19,7 +19,7 @@ import numpy as np
 
 from cxr.data.duplicates import content_hash
 from cxr.data.preprocess import resize_square
-from cxr.data.reader import read_image
+from cxr.data.reader import read_file, read_image
 from cxr.errors import ImageReadError
 from cxr.settings import cache_root
 
@@ -76,9 +76,9 @@ class PixelCache:
         digests, missing, failures = [], [], []
         for path in paths:
             try:
-                digest = content_hash(Path(path).read_bytes())
-            except OSError as exc:
-                failures.append(Failure(Path(path), f"unreadable: {exc}"))
+                digest = content_hash(read_file(Path(path)))  # bounded; a FIFO cannot block it
+            except ImageReadError as exc:
+                failures.append(Failure(Path(path), f"{exc.problem.value}: {exc.detail}"))
                 digests.append("")
                 continue
             digests.append(digest)

@@ -11,6 +11,7 @@ from cxr.data import dicom
 from cxr.data.labels import LabelScheme, group_from_name
 from cxr.data.reader import looks_like_image
 from cxr.errors import DatasetError
+from cxr.spreadsheet import read_cell
 
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 IGNORED_DIRS = {"masks", "__macosx"}
@@ -84,8 +85,8 @@ def _image_files(folder: Path) -> list[Path]:
     found = []
     for path in sorted(folder.rglob("*")):
         parts = {p.lower() for p in path.relative_to(folder).parts[:-1]}
-        if parts & IGNORED_DIRS or path.name.startswith(".") or not path.is_file():
-            continue
+        if parts & IGNORED_DIRS or path.name.startswith(".") or path.is_dir() or not path.exists():
+            continue  # a FIFO or device with an image name stays: reading it says why it is skipped
         if looks_like_image(path):
             found.append(path)
     return found
@@ -105,13 +106,14 @@ def _from_csv(root: Path, scheme: LabelScheme) -> list[Record]:
     if not rows or not {"file", "label"} <= set(rows[0]):
         raise DatasetError(f"{root / LABELS_CSV}: needs a header with columns 'file' and 'label'")
     records = []
-    for row in rows:
-        path = root / row["file"]
+    for row in rows:  # read_cell: a cxr reviews export writes formula-like text as 'text
+        path = root / read_cell(row["file"])
         split = SPLIT_NAMES.get((row.get("split") or "").lower())
-        records.append(_record(path, scheme.label(row["label"], path), split))
+        records.append(_record(path, scheme.label(read_cell(row["label"]), path), split))
     return records
 
 
 def _record(path: Path, label: str, split: str | None) -> Record:
-    group = dicom.read_group_key(path) or group_from_name(path) or f"file:{path.name}"
+    header = dicom.read_group_key(path) if path.is_file() else None  # a FIFO would block
+    group = header or group_from_name(path) or f"file:{path.name}"
     return Record(path, label, split, group)

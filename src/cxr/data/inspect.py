@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from cxr.data.discovery import Dataset
 from cxr.data.duplicates import content_hash, find_duplicates
 from cxr.data.preprocess import resize_square
-from cxr.data.reader import read_image
+from cxr.data.reader import read_file, read_image
 from cxr.errors import ImageReadError
 
 
@@ -49,7 +49,7 @@ def summarise(dataset: Dataset, progress: Callable[[int], None] | None = None) -
     colour, unreadable, readable = 0, [], []
     for record in dataset.records:
         try:
-            data = record.path.read_bytes()
+            data = read_file(record.path)  # bounded; a FIFO cannot block it
             image = read_image(data, name=str(record.path))
         except (ImageReadError, OSError) as exc:
             unreadable.append({"path": str(record.path), "reason": _reason(exc)})

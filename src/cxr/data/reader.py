@@ -7,7 +7,12 @@ and refuses anything it cannot read faithfully with an `ImageReadError` naming t
 from __future__ import annotations
 
 import io
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,7 +28,14 @@ from cxr.data.image import (
 from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
-__all__ = ["ImageInfo", "XrayImage", "looks_like_image", "read_image", "stretch_to_uint8"]
+__all__ = [
+    "ImageInfo",
+    "XrayImage",
+    "looks_like_image",
+    "read_file",
+    "read_image",
+    "stretch_to_uint8",
+]
 
 MIN_SIDE = 64
 MAX_PIXELS = 64_000_000  # 8000 x 8000; a radiograph is at most ~4300 x 3500
@@ -31,6 +43,14 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 RASTER_FORMATS = {"JPEG": "jpeg", "PNG": "png", "TIFF": "tiff", "BMP": "bmp"}
 IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
 COLOUR_SPREAD = 12.0  # mean channel spread (grey levels) above which an RGB file is a colour photo
+SPECIAL_FILES = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+# Never blocks on a FIFO, never makes a terminal ours; a regular file reads the same without it.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def looks_like_image(path: Path) -> bool:
@@ -38,9 +58,9 @@ def looks_like_image(path: Path) -> bool:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
-        with path.open("rb") as fh:
+        with _open_regular(path, str(path)) as (fh, _):
             return dicom.has_magic(fh.read(132))
-    except OSError:
+    except ImageReadError:  # a FIFO, a device, unreadable: not an image to discovery either
         return False
 
 
@@ -65,7 +85,7 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> XrayImage
 
 
 def _read(source: str | Path | bytes, label: str) -> XrayImage:
-    data = source if isinstance(source, bytes) else _read_bytes(Path(source), label)
+    data = source if isinstance(source, bytes) else read_file(Path(source), label)
     if not data:
         raise ImageReadError(label, ImageProblem.EMPTY, "the file has zero bytes")
     suffix = Path(label).suffix.lower()
@@ -77,18 +97,46 @@ def _read(source: str | Path | bytes, label: str) -> XrayImage:
     return XrayImage(pixels, info)
 
 
-def _read_bytes(path: Path, label: str) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+def read_file(path: Path, label: str | None = None, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes (links resolved), never more than `limit`; else an ImageReadError.
+
+    `st_size` is only true of regular files: a FIFO would block the open and the read, a link to
+    /dev/zero never ends. At most size + 1 bytes are read, so a file growing meanwhile is caught,
+    not followed.
+    """
+    label = label or str(path)
+    with _open_regular(path, label) as (fh, size):
+        if size > limit:
             raise ImageReadError(label, ImageProblem.TOO_LARGE, f"{size} bytes on disk")
-        return path.read_bytes()
-    except IsADirectoryError as exc:
-        raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "it is a folder") from exc
+        data = fh.read(size + 1)
+    if len(data) != size:
+        raise ImageReadError(label, ImageProblem.UNREADABLE, "it changed while being read")
+    return data
+
+
+@contextmanager
+def _open_regular(path: Path, label: str) -> Iterator[tuple[BinaryIO, int]]:
+    """An open regular file and its size. The type is checked before opening (a device is never
+    opened), the open cannot block, and the open descriptor is checked again, so a file swapped
+    in between gains nothing."""
+    try:
+        _must_be_regular(os.stat(path).st_mode, label)
+        with open(os.open(path, OPEN_FLAGS), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            _must_be_regular(st.st_mode, label)
+            yield fh, st.st_size
     except FileNotFoundError as exc:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "no such file") from exc
     except OSError as exc:  # permission denied, a symlink loop, an I/O error
         raise ImageReadError(label, ImageProblem.UNREADABLE, exc.strerror or str(exc)) from exc
+
+
+def _must_be_regular(mode: int, label: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "it is a folder")
+    if not stat.S_ISREG(mode):
+        kind = SPECIAL_FILES.get(stat.S_IFMT(mode), "special file")
+        raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, f"not a regular file: {kind}")
 
 
 def _check_size(label: str, width: int, height: int) -> None:

@@ -44,7 +44,8 @@ class Spool:
         return target
 
     def files(self) -> list[Path]:
-        return sorted(self.root.glob("*.dcm"))
+        """The spooled instances; only regular files (a FIFO placed here would block catch-up)."""
+        return sorted(p for p in self.root.glob("*.dcm") if p.is_file())
 
     def save_preview(self, spooled: Path, kind: str, picture: Image.Image) -> Path:
         """`image` (the radiograph as seen) or `cam` (the heat-map overlay), as PNG."""

@@ -18,7 +18,7 @@ from cxr.metrics.thresholds import operating_points
 from cxr.models.card import ModelCard, normal_index
 from cxr.models.io import read_card
 from cxr.progress import Stages, silent
-from cxr.spreadsheet import write_rows
+from cxr.spreadsheet import read_cell, write_rows
 
 RUN_PREDICTIONS = "tuning_predictions.csv"
 EVAL_PREDICTIONS = "predictions.csv"
@@ -101,10 +101,10 @@ def read_predictions_csv(path: Path, card: ModelCard) -> dict[str, list]:
     if found != list(card.classes):
         raise CxrError(f"{path}: columns for {found}, but the model predicts {list(card.classes)}")
     return {
-        "paths": [r["path"] for r in rows],
+        "paths": [read_cell(r["path"]) for r in rows],
         "digest": [r.get("digest") or "" for r in rows],
-        "patients": [r["patient"] for r in rows],
-        "labels": [r["label"] for r in rows],
+        "patients": [read_cell(r["patient"]) for r in rows],
+        "labels": [read_cell(r["label"]) for r in rows],
         "probs": np.array([[float(r[f"p_{c}"]) for c in card.classes] for r in rows]),
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,9 @@ from cxr.spreadsheet import csv_text
 def expand(inputs: Sequence[Path]) -> list[Path]:
     """Files as given, folders searched recursively for image suffixes, in a stable order.
 
-    Anything with an image suffix that is not a folder is kept, broken links and link loops too,
-    so the reader reports it as a skipped file rather than it vanishing from the batch.
+    Anything with an image suffix that is not a folder is kept, broken links, link loops, FIFOs
+    and devices too, so the reader reports it as a skipped file ("not a regular file: FIFO")
+    rather than it vanishing from the batch; nothing here opens a file.
     """
     out: list[Path] = []
     for item in map(Path, inputs):
@@ -36,7 +38,7 @@ def expand(inputs: Sequence[Path]) -> list[Path]:
             out += sorted(
                 p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
             )
-        elif item.is_file() or item.is_symlink():
+        elif os.path.lexists(item):
             out.append(item)
         else:
             raise CxrError(f"{item}: no such file or folder")

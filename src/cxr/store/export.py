@@ -3,14 +3,14 @@ the layout `cxr train` and `cxr evaluate` read, with links to the spooled images
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from cxr.data.discovery import LABELS_CSV
-from cxr.errors import CxrError
+from cxr.outputs import must_be_new
+from cxr.spreadsheet import csv_text
 from cxr.store import worklist
 
 COLUMNS = ["file", "label", "split", "sop_instance_uid", "study_instance_uid", "model_predicted",
@@ -26,8 +26,7 @@ class Export:
 
 def export_reviews(session: Session, out: Path, actor: str) -> Export:
     """Write a new folder: labels.csv and links (images/) to the spooled files."""
-    if out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites (choose another --out)")
+    must_be_new(out)  # a dangling link too: mkdir would follow it
     reviewed = worklist.reviewed(session)
     (out / "images").mkdir(parents=True)
     rows, missing = [], []
@@ -50,8 +49,6 @@ def export_reviews(session: Session, out: Path, actor: str) -> Export:
             "reviewed_at": row.reviewed_at.isoformat() if row.reviewed_at else "",
         })  # fmt: skip
     with (out / LABELS_CSV).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        fh.write(csv_text(COLUMNS, rows))  # UIDs come from any sender: no cell runs as a formula
     worklist.audit(session, actor, "export", rows=len(rows), missing=len(missing))
     return Export(out, len(rows), missing)

@@ -28,6 +28,7 @@ from cxr.metrics.thresholds import choose_threshold
 from cxr.models import create_model, model_spec, save_model
 from cxr.models.card import Threshold
 from cxr.outputs import publish, set_aside, staged_dir
+from cxr.spreadsheet import write_rows
 from cxr.training.augment import batch_augment
 from cxr.training.config import TrainConfig
 from cxr.training.datamodule import XrayDataModule
@@ -150,11 +151,10 @@ def write_history(logged: Path, out: Path) -> int:
             values = {k: v for k, v in row.items() if v not in ("", None) and k != "step"}
             per_epoch.setdefault(epoch, {}).update(values)
     fields = ["epoch", "train_loss_epoch", "train_acc", "val_loss", "val_acc", "val_auroc"]
+    header = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc"]
+    rows = ([e + 1, *[row.get(k, "") for k in fields[1:]]] for e, row in sorted(per_epoch.items()))
     with out.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auroc"])
-        for epoch, row in sorted(per_epoch.items()):
-            writer.writerow([epoch + 1, *[row.get(k, "") for k in fields[1:]]])
+        write_rows(fh, [header, *rows])
     return len(per_epoch)
 
 
@@ -209,15 +209,14 @@ def _finish(
         threshold = Threshold(value, cfg.threshold_rule, classes[pos], "tuning split")
         at = binary_metrics(truth, p[:, pos], value)
         metrics |= {f"tuning_{k}": at[k] for k in ("sensitivity", "specificity", "accuracy")}
+    header = ["path", "digest", "patient", "label", *[f"p_{c}" for c in classes]]
+    rows = (
+        [str(path), tune.images.digests[i], by_path[path].group, by_path[path].label]
+        + [f"{v:.6f}" for v in p[i]]
+        for i, path in enumerate(tune.images.paths)
+    )
     with (run / TUNING_PREDICTIONS).open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "digest", "patient", "label", *[f"p_{c}" for c in classes]])
-        for i, path in enumerate(tune.images.paths):
-            record = by_path[path]
-            writer.writerow(
-                [str(path), tune.images.digests[i], record.group, record.label]
-                + [f"{v:.6f}" for v in p[i]]
-            )
+        write_rows(fh, [header, *rows])  # paths and patient ids are the data's: never formulas
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.card = dataclasses.replace(
         card,
