@@ -20,7 +20,9 @@ demo: $(STAMP)
 	$(VENV)/bin/cxr data inspect
 	$(VENV)/bin/cxr study --config configs/demo.yaml
 
+# cxr doctor first: every test log starts by saying which host class it ran on
 test: $(STAMP)
+	$(VENV)/bin/cxr doctor
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/python -m pytest

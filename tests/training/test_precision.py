@@ -89,7 +89,7 @@ def test_a_bf16_trained_model_evaluates_predicts_explains_and_exports(bf16_model
     assert metrics["card"]["recipe"]["precision"] == "bf16-mixed"
     assert metrics["metrics"]["n"] == metrics["n_images"] >= 8 and not metrics["unreadable"]
 
-    images = data / "dicom_cxr" / "kermany_wrapped"
+    images = data / "dicom_cxr" / "nih_udacity"
     done = _cxr(
         "predict", str(bf16_model), str(images), "--out", str(tmp_path / "w.csv"),
         "--cam", str(tmp_path / "cams"), cwd=tmp_path,

@@ -29,10 +29,10 @@ def gpu_wanted(accelerator: str) -> bool:
 
 
 def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
-    """The precision and why, in words. `auto`: float32 on every CPU (the same figures on every
-    host; bf16 autocast was not faster on the AVX-512 BF16 host measured in docs/benchmarks.md),
-    bf16-mixed on a GPU with native bf16, 16-mixed on an older one. 16-mixed on a CPU is refused
-    here, before any data is read."""
+    """The precision and why, in words. `auto`: float32 on every CPU, so a config gives the same
+    figures on every CPU host (bf16 autocast is an opt-in there: faster on AVX-512 BF16 hosts,
+    slower where it is emulated, docs/benchmarks.md); bf16-mixed on a GPU with native bf16,
+    16-mixed on an older one. 16-mixed on a CPU is refused here, before any data is read."""
     gpu = gpu_wanted(accelerator)
     if precision == "16-mixed" and not gpu:
         raise ConfigError(
@@ -50,7 +50,7 @@ def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
         return "bf16-mixed", "auto: a GPU was asked for"
     bf16 = cpu_bf16_flags()
     has = f"this CPU has {', '.join(bf16)}" if bf16 else "this CPU has no bf16 instructions"
-    return "32-true", f"auto: a CPU, float32 ({has})"
+    return "32-true", f"auto: a CPU, float32, the same figures on every CPU ({has})"
 
 
 def compile_unavailable(accelerator: str = "cpu") -> str | None:
