@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cxr.data.image import DICOM_SUFFIXES, RASTER_SUFFIXES
+from cxr.data.layout import IGNORED_DIRS, LABELS_CSV, SPLIT_NAMES
 from cxr.errors import CxrError, DatasetError
 
-# cxr.data.discovery's layout rules (importing it loads pydicom); tests/test_cli.py pins them
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-IGNORED_DIRS = {"masks", "__macosx"}
-LABELS_CSV = "labels.csv"
 PROTOCOL_PARTS = ("tuning", "internal-test")  # cxr.evaluation.evaluate's, pinned alike
 ONNX_META_KEY = "cxr"  # cxr.inference.predictor's
 _ONNX_METADATA_PROPS = 14  # ModelProto.metadata_props; each entry: key = 1, value = 2

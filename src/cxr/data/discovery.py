@@ -9,13 +9,10 @@ from pathlib import Path
 
 from cxr.data import dicom
 from cxr.data.labels import LabelScheme, group_from_name
+from cxr.data.layout import IGNORED_DIRS, LABELS_CSV, SPLIT_NAMES
 from cxr.data.reader import looks_like_image
 from cxr.errors import DatasetError
 from cxr.spreadsheet import read_cell
-
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-IGNORED_DIRS = {"masks", "__macosx"}
-LABELS_CSV = "labels.csv"
 
 
 @dataclass(frozen=True)
