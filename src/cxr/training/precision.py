@@ -49,8 +49,12 @@ def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
     if gpu:  # asked for a GPU that is not there: Lightning's refusal says so
         return "bf16-mixed", "auto: a GPU was asked for"
     bf16 = cpu_bf16_flags()
-    has = f"this CPU has {', '.join(bf16)}" if bf16 else "this CPU has no bf16 instructions"
-    return "32-true", f"auto: a CPU, float32, the same figures on every CPU ({has})"
+    has = (
+        f"this one has {', '.join(bf16)}: trainer.precision=bf16-mixed may train faster"
+        if bf16
+        else "this one has no bf16 instructions"
+    )
+    return "32-true", f"auto on a CPU: float32, the same figures on every CPU; {has}"
 
 
 def compile_unavailable(accelerator: str = "cpu") -> str | None:
