@@ -22,7 +22,7 @@ from cxr.training.precision import resolve_precision
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 # tiny data; everything else (model, strategy, augmentation, frozen stages, warm-up) as shipped
-TINY = ["data.limit=32", "data.workers=0", "data.batch_size=8", "optim.epochs=1", "model.size=32"]
+TINY = ["data.limit=32", "data.workers=0", "data.batch_size=8", "optim.epochs=1", "model.size=48"]
 
 
 @pytest.fixture(autouse=True)

@@ -29,10 +29,11 @@ def gpu_wanted(accelerator: str) -> bool:
 
 
 def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
-    """The precision and why, in words. `auto`: float32 on every CPU, so a config gives the same
-    figures on every CPU host (bf16 autocast is an opt-in there: faster on AVX-512 BF16 hosts,
-    slower where it is emulated, docs/benchmarks.md); bf16-mixed on a GPU with native bf16,
-    16-mixed on an older one. 16-mixed on a CPU is refused here, before any data is read."""
+    """The precision and why, in words. `auto`: float32 on every CPU, so a config's figures do not
+    depend on whether the CPU has bf16 (bf16 autocast is an opt-in there: 1.03-1.3x on an
+    AVX-512 BF16 host, 0.6x where it is emulated, docs/benchmarks.md); bf16-mixed on a GPU with
+    native bf16, 16-mixed on an older one. 16-mixed on a CPU is refused here, before any data is
+    read."""
     gpu = gpu_wanted(accelerator)
     if precision == "16-mixed" and not gpu:
         raise ConfigError(
@@ -54,7 +55,7 @@ def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
         if bf16
         else "this one has no bf16 instructions"
     )
-    return "32-true", f"auto on a CPU: float32, the same figures on every CPU; {has}"
+    return "32-true", f"auto on a CPU: float32 on every CPU, whatever its bf16 support; {has}"
 
 
 def compile_unavailable(accelerator: str = "cpu") -> str | None:
