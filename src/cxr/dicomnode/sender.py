@@ -41,7 +41,10 @@ def send(datasets: list[Dataset], destination: Destination, calling_ae: str) -> 
     ae = AE(ae_title=calling_ae)
     for context in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
         ae.add_requested_context(context)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    try:  # a host name that does not resolve is an outage like any other: kept, retried
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    except OSError as exc:
+        raise SendError(f"{destination}: unreachable ({exc.strerror or exc})") from None
     if not assoc.is_established:
         raise SendError(f"{destination}: association refused or unreachable")
     try:
