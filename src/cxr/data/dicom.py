@@ -14,19 +14,31 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    RLELossless,
+)
 
-from cxr.data.image import RASTER_SUFFIXES, ImageInfo, lookup, row_blocks, stretch_to_uint8
+from cxr.data.image import (
+    MAX_DECODED_BYTES,
+    RASTER_SUFFIXES,
+    ImageInfo,
+    lookup,
+    row_blocks,
+    stretch_to_uint8,
+)
 from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
 OPTIONAL_DECODERS = "pylibjpeg and pylibjpeg-libjpeg (pip install 'cxr[dicom]') or python-gdcm"
 _NO_DECODER = re.compile(r"missing dependencies|does not support|no pixel data decoders", re.I)
-MAX_DECODED_BYTES = 128 * 2**20  # pixel data as decoded (8000 x 8000 x 16 bits fits), any frames
 INFLATE_CHUNK = 2**20
 JPEG_8BIT = {JPEGBaseline8Bit, JPEGExtended12Bit}
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -183,8 +195,10 @@ def _number(ds: pydicom.Dataset, keyword: str, default: int, label: str) -> int:
 
 def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
     syntax = _syntax(ds)
-    if syntax in JPEG_8BIT:  # decoded by Pillow, which hides a damaged stream
-        for frame in generate_frames(ds.PixelData, number_of_frames=1):
+    if syntax is not None and syntax.is_transfer_syntax and syntax.is_encapsulated:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
+        _check_stream_size(frame, ds, label)
+        if syntax in JPEG_8BIT:  # decoded by Pillow, which hides a damaged stream
             check_jpeg_stream(frame, label)
     try:
         return ds.pixel_array
@@ -204,6 +218,27 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
         raise ImageReadError(label, ImageProblem.CORRUPT, str(exc)) from exc
     except Exception as exc:  # truncated pixel data surfaces as ValueError, EOFError, ...
         raise ImageReadError(label, ImageProblem.CORRUPT, f"pixel data unreadable: {exc}") from exc
+
+
+def _check_stream_size(frame: bytes, ds: pydicom.Dataset, label: str) -> None:
+    """The decoder allocates what the compressed stream's own header says, not the DICOM header:
+    a 3 KB JPEG 2000 stream of 13000 x 13000 px in a 512 x 512 header costs about 1 GB before any
+    check on the result. Pillow reads only the stream's header here; a stream it cannot parse is
+    left to the decoder."""
+    try:
+        with Image.open(io.BytesIO(frame)) as stream:
+            width, height = stream.size
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(label, ImageProblem.TOO_LARGE, f"compressed frame: {exc}") from exc
+    except Exception:  # JPEG-LS, lossless JPEG...: formats Pillow does not know
+        return
+    if (width, height) != (int(ds.Columns), int(ds.Rows)):
+        raise ImageReadError(
+            label,
+            ImageProblem.CORRUPT,
+            f"the compressed frame is {width}x{height} px but the header says "
+            f"{ds.Columns}x{ds.Rows}",
+        )
 
 
 def _grey_to_uint8(raw: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:

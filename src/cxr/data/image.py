@@ -35,6 +35,9 @@ class XrayImage:
     info: ImageInfo
 
 
+# pixel data as decoded (8000 x 8000 x 16 bits fits), any format or frames: with the copies decoding
+# and conversion make, a request then peaks near 4x this (docs/benchmarks.md)
+MAX_DECODED_BYTES = 128 * 2**20
 BLOCK_PIXELS = 1 << 20  # pixels converted at a time: a full-size float copy is never made
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from cxr.errors import CxrError
+
 RESIZE_RULES = ("squash",)
+MIN_SIZE, MAX_SIZE = 16, 2048  # pixels a side a model may ask for
 
 
 def resize_square(pixels: np.ndarray, size: int, rule: str = "squash") -> np.ndarray:
@@ -37,6 +41,25 @@ class Preprocessing:
     mean: float = 0.5
     std: float = 0.25
     resize: str = "squash"
+
+    def __post_init__(self) -> None:
+        """A model file's card is input too: a size of 0, a std of 0 or NaN would reach the model
+        as NaN or a crash, so each is refused here with its own message."""
+        if not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise CxrError(
+                f"preprocessing size {self.size!r}: a whole number of pixels "
+                f"from {MIN_SIZE} to {MAX_SIZE}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise CxrError(f"preprocessing {name} {value!r}: not a number")
+            if not math.isfinite(value):
+                raise CxrError(f"preprocessing {name} {value!r}: not a finite number")
+        if self.std <= 0:
+            raise CxrError(f"preprocessing std {self.std!r}: must be above 0 (it divides)")
+        if self.resize not in RESIZE_RULES:
+            raise CxrError(f"unknown resize rule {self.resize!r}; one of {RESIZE_RULES}")
 
     def to_array(self, pixels: np.ndarray) -> np.ndarray:
         """Grey uint8 (H, W) of any size -> normalised float32 (1, size, size)."""

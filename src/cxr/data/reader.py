@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from cxr.data import dicom
 from cxr.data.image import (
     DICOM_SUFFIXES,
+    MAX_DECODED_BYTES,
     RASTER_SUFFIXES,
     ImageInfo,
     XrayImage,
@@ -161,6 +162,7 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
     if fmt is None:
         raise ImageReadError(label, ImageProblem.UNSUPPORTED, f"{image.format} files are not read")
     _check_size(label, *image.size)  # before decoding: the decompression-bomb guard
+    _check_decoded_bytes(label, image)
     if fmt == "jpeg":
         check_jpeg_stream(data, label)
     mode = image.mode
@@ -175,6 +177,21 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
     return pixels, info
 
 
+def _check_decoded_bytes(label: str, image: Image.Image) -> None:
+    """Pixels are not the whole cost: 8000 x 8000 RGBA decodes to 256 MiB where grey is 64."""
+    mode = ImageMode.getmode(image.mode)
+    per_pixel = len(mode.bands) * np.dtype(mode.typestr).itemsize
+    width, height = image.size
+    if width * height * per_pixel > MAX_DECODED_BYTES:
+        raise ImageReadError(
+            label,
+            ImageProblem.TOO_LARGE,
+            f"{width}x{height} px {image.mode} decodes to "
+            f"{width * height * per_pixel / 2**20:,.0f} MiB; at most "
+            f"{MAX_DECODED_BYTES // 2**20} MiB",
+        )
+
+
 def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
     """Grey uint8; high-bit-depth data stretched over 0-255, colour folded to luma and flagged."""
     if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
@@ -182,9 +199,12 @@ def _to_grey_uint8(image: Image.Image) -> tuple[np.ndarray, int, bool]:
         bits = 16 if image.mode.startswith("I;16") else 32
         image.close()  # frees Pillow's copy of the pixels before the mapping allocates its own
         return stretch_to_uint8(raw), bits, False
-    if image.mode == "L":
-        return np.asarray(image, dtype=np.uint8), 8, False
-    rgb = image.convert("RGB")
-    sample = np.asarray(rgb)[::4, ::4].astype(np.int16)
+    if image.mode in {"L", "LA", "La"}:
+        return np.asarray(image.convert("L"), dtype=np.uint8), 8, False
+    # straight to grey (a full RGB copy first would cost 3 bytes a pixel more); the colour check
+    # looks at a 1/16 sample
+    width, height = image.size
+    small = image.resize((max(1, width // 4), max(1, height // 4)), Image.Resampling.NEAREST)
+    sample = np.asarray(small.convert("RGB")).astype(np.int16)
     spread = float((sample.max(axis=2) - sample.min(axis=2)).mean())
-    return np.asarray(rgb.convert("L"), dtype=np.uint8), 8, spread > COLOUR_SPREAD
+    return np.asarray(image.convert("L"), dtype=np.uint8), 8, spread > COLOUR_SPREAD
