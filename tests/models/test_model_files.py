@@ -8,6 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -96,6 +97,90 @@ CRAFTED = {
 }
 
 
+def _prep(**values):
+    return _resealed(lambda p: p["card"]["preprocessing"].update(values))
+
+
+def _card(**values):
+    return _resealed(lambda p: p["card"].update(values))
+
+
+def _nan_weights(payload):
+    name = max(payload["state_dict"], key=lambda k: payload["state_dict"][k].numel())
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
+
+
+# A re-sealed file (card or weights edited, checksum recomputed) is consistent, so only the card's
+# own rules and the load-time probe can refuse it: one clear sentence per kind of impossibility.
+RESEALED = {
+    "size 0": (_prep(size=0), "size 0: a whole number of pixels"),
+    "size negative": (_prep(size=-224), "size -224"),
+    "size not a number": (_prep(size="224"), "size '224'"),
+    "size huge": (_prep(size=10**6), "size 1000000"),
+    "std 0": (_prep(std=0.0), "std 0.0: must be above 0"),
+    "std NaN": (_prep(std=float("nan")), "std nan: not a finite number"),
+    "mean infinite": (_prep(mean=float("inf")), "mean inf: not a finite number"),
+    "unknown resize": (_prep(resize="crop"), "unknown resize rule 'crop'"),
+    "duplicate classes": (_card(classes=["NORMAL", "NORMAL"]), "named twice"),
+    "blank class": (_card(classes=["NORMAL", " "]), "two or more named classes"),
+    "three classes, two outputs": (
+        _resealed(
+            lambda p: p["card"].update(
+                classes=["NORMAL", "PNEUMONIA", "COVID"],
+                threshold=None,
+                calibration={"method": "temperature", "scale": [1, 1, 1], "shift": [0, 0, 0]},
+            )
+        ),
+        "gives 2 outputs per image but its card names 3 classes",
+    ),
+    "threshold with three classes": (
+        _card(classes=["NORMAL", "PNEUMONIA", "COVID"]),
+        "a threshold applies to binary models",
+    ),
+    "unknown positive class": (
+        _resealed(lambda p: p["card"]["threshold"].update(positive_class="COVID")),
+        "positive class 'COVID' is not one of",
+    ),
+    "threshold NaN": (
+        _resealed(lambda p: p["card"]["threshold"].update(value=float("nan"))),
+        "threshold nan: must be a probability",
+    ),
+    "threshold above 1": (
+        _resealed(lambda p: p["card"]["threshold"].update(value=1.5)),
+        "threshold 1.5: must be a probability",
+    ),
+    "calibration NaN": (
+        _resealed(lambda p: p["card"]["calibration"].update(scale=[float("nan"), 1.0])),
+        "scale and shift must be finite",
+    ),
+    "calibration width": (
+        _resealed(lambda p: p["card"]["calibration"].update(scale=[1.0], shift=[0.0])),
+        "1 scales and 1 shifts for 2 classes",
+    ),
+    "NaN weights": (_resealed(_nan_weights), "non-finite outputs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESEALED))
+def test_resealed_impossible_cards_are_one_clear_error_each(model_file, tmp_path, case):
+    change, words = RESEALED[case]
+    with pytest.raises(CxrError, match=words) as caught:
+        load_predictor(_crafted(model_file, tmp_path, change))
+    assert "crafted.pt" in str(caught.value)
+
+
+def test_a_nan_model_is_refused_by_the_cli_in_one_line(model_file, tmp_path, data):
+    crafted = _crafted(model_file, tmp_path, _resealed(_nan_weights))
+    image = next((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr", "predict", str(crafted), str(image)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout.strip().startswith("error:") and "non-finite" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("case", sorted(CRAFTED))
 def test_crafted_model_files_are_one_clear_error(model_file, tmp_path, case):
     change, words = CRAFTED[case]
@@ -176,3 +261,46 @@ def test_a_pickle_is_not_executed(tmp_path):
     path.write_bytes(buffer.getvalue())
     with pytest.raises(CxrError, match="not a readable cxr model file"):
         load_predictor(path)
+
+
+CARD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.one_of(st.text(max_size=4), st.floats()), max_size=4),
+)
+CARD_FIELDS = [
+    ("preprocessing", "size"),
+    ("preprocessing", "mean"),
+    ("preprocessing", "std"),
+    ("preprocessing", "resize"),
+    ("threshold", "value"),
+    ("threshold", "positive_class"),
+    ("calibration", "scale"),
+    ("calibration", "method"),
+    (None, "classes"),
+    (None, "label_scheme"),
+]
+
+
+@FUZZ
+@given(where=st.sampled_from(CARD_FIELDS), value=CARD_VALUES)
+def test_fuzz_resealed_card_fields(model_file, tmp_path, where, value):
+    """Any value in any card field of a re-sealed file: it loads and predicts finite
+    probabilities, or it is one CxrError naming the file; never another exception."""
+    group, key = where
+
+    def change(payload):
+        card = payload["card"]
+        (card[group] if group else card)[key] = value
+
+    try:
+        predictor = load_predictor(_crafted(model_file, tmp_path, _resealed(change)))
+    except CxrError as exc:
+        assert "crafted.pt" in str(exc)
+        return
+    size = predictor.card.preprocessing.size
+    probs = predictor.predict(torch.zeros(1, 1, size, size).numpy())
+    assert probs.shape == (1, len(predictor.card.classes)) and np.isfinite(probs).all()

@@ -42,6 +42,20 @@ class Calibration:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise CxrError(f"unknown calibration {self.method!r}; one of {METHODS}")
+        try:
+            finite = np.isfinite(np.asarray((*self.scale, *self.shift), dtype=float)).all()
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise CxrError(f"calibration {self.method}: scale and shift must be finite numbers")
+
+    def check_width(self, classes: int) -> None:
+        """A map for another number of classes would broadcast wrongly or fail mid-prediction."""
+        if self.method != "none" and not len(self.scale) == len(self.shift) == classes:
+            raise CxrError(
+                f"calibration {self.method}: {len(self.scale)} scales and {len(self.shift)} "
+                f"shifts for {classes} classes"
+            )
 
     def logits(self, z):
         """Calibrated logits; works on numpy arrays and torch tensors alike."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cxr.data.labels import SCHEMES
 from cxr.data.preprocess import Preprocessing
 from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
@@ -47,6 +48,13 @@ class Threshold:
         "tuning split"  # where it was chosen; "override (--threshold)" when the user forced it
     )
 
+    def __post_init__(self) -> None:
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CxrError(f"threshold {value!r}: not a number")
+        if not 0.0 <= value <= 1.0:  # NaN fails too: `p >= nan` would call every image negative
+            raise CxrError(f"threshold {value!r}: must be a probability from 0 to 1")
+
 
 @dataclass(frozen=True)
 class ModelCard:
@@ -68,6 +76,26 @@ class ModelCard:
     population: dict[str, Any] = field(default_factory=dict)  # training images' ranges
     members: tuple[str, ...] = ()  # an ensemble's member runs
     versions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """One clear error per impossible card: a re-sealed file (card edited, checksum redone)
+        must fail here, not as a traceback deep in prediction."""
+        classes = self.classes
+        if len(classes) < 2 or not all(isinstance(c, str) and c.strip() for c in classes):
+            raise CxrError(f"classes {list(classes)}: needs two or more named classes")
+        if len(set(classes)) != len(classes):
+            raise CxrError(f"classes {list(classes)}: a class is named twice")
+        if self.threshold is not None:
+            if not self.binary:
+                raise CxrError(f"a threshold applies to binary models; classes {list(classes)}")
+            if self.threshold.positive_class not in classes:
+                raise CxrError(
+                    f"threshold's positive class {self.threshold.positive_class!r} is not one of "
+                    f"the classes {list(classes)}"
+                )
+        if self.label_scheme not in SCHEMES:
+            raise CxrError(f"unknown label scheme {self.label_scheme!r}; one of {SCHEMES}")
+        self.calibration.check_width(len(classes))
 
     # --- the rules -------------------------------------------------------------------------
     @property

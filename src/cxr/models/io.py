@@ -18,6 +18,7 @@ from torch import nn
 
 from cxr.errors import CxrError
 from cxr.models.card import ModelCard
+from cxr.models.probe import check_probe, probe_batch
 from cxr.models.registry import create_model
 
 FORMAT = "cxr-model/2"
@@ -119,4 +120,9 @@ def load_model(path: str | Path) -> nn.Module:
     except (KeyError, RuntimeError) as exc:
         raise CxrError(f"{path}: weights do not fit {card.architecture} ({exc})") from exc
     model.card = card
-    return model.eval()
+    model.eval()
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(probe_batch(card.preprocessing))).float().numpy()
+    check_probe(logits, card.classes, str(path))
+    check_probe(card.probabilities(logits), card.classes, str(path))
+    return model
