@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cxr.cli import doctor, evaluate, predict, radiology, train  # noqa: F401  (registers their commands)
+from cxr.cli import doctor, evaluate, predict, radiology, signing, train  # noqa: F401 (registers)
 from cxr.cli.benchmark import benchmark_app
 from cxr.cli.common import app, error, quiet_libraries
 from cxr.cli.data import data_app

@@ -15,6 +15,8 @@ from cxr.errors import CxrError
 from cxr.inference.probabilities import probabilities
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model
+from cxr.models.probe import check_probe, probe_batch
+from cxr.models.signing import check_trusted
 
 ONNX_META_KEY = "cxr"
 
@@ -68,6 +70,8 @@ class OnnxPredictor(Predictor):
             raise CxrError(f"{path}: not a usable ONNX model ({type(exc).__name__})") from exc
         self.source = path
         self.input = self.session.get_inputs()[0].name
+        probe = self.predict(probe_batch(self.card.preprocessing))
+        check_probe(probe, self.card.classes, str(path))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: batch.astype(np.float32)})[0]
@@ -126,6 +130,7 @@ def load_predictor(path: Path) -> Predictor:
     path = Path(path)
     if not path.is_file():
         raise CxrError(f"{path}: no such model file")
+    check_trusted(path)  # before anything in the file is read: $CXR_TRUSTED_KEY, if set
     if path.suffix == ".onnx":
         return OnnxPredictor(path)
     return TorchPredictor(path)
