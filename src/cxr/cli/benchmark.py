@@ -175,3 +175,39 @@ def benchmark_predict(
         }
         out.write_text(json.dumps(payload, indent=2))
         say(f"wrote {out}")
+
+
+@benchmark_app.command("decode")
+def benchmark_decode(
+    out: JsonOut = None,
+    yardstick: Annotated[
+        Path | None,
+        typer.Option(
+            help="A typical radiograph (default: the first Kermany original).", exists=True
+        ),
+    ] = None,
+) -> None:
+    """What one image can cost the reader at its limits: a file per format at the largest size it
+    accepts, and the hostile ones it refuses (many JPEG scans, a JPEG 2000 stream larger than its
+    DICOM header, RGBA past the decoded-bytes limit), each read in a fresh process: peak memory
+    added and CPU seconds, against a real radiograph read the same way.
+
+    Example: cxr benchmark decode --out decode-bench.json
+    """
+    import tempfile
+
+    from cxr.cli.render import print_decode_costs
+    from cxr.data.worst_case import make_worst_cases, measure, to_json
+
+    sample = yardstick or min((data_root() / "chest_xray_originals").rglob("*.jpeg"))
+    with tempfile.TemporaryDirectory(prefix="cxr-decode-") as folder, progress() as stages:
+        step = stages("making the worst cases", 1)
+        cases = make_worst_cases(Path(folder))
+        step(1)
+        step = stages("reading each in a fresh process", 1)
+        rows = measure(cases, sample)
+        step(1)
+    print_decode_costs(rows)
+    if out:
+        out.write_text(to_json(rows))
+        say(f"wrote {out}")
