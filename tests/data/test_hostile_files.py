@@ -212,3 +212,31 @@ def test_a_damaged_jpeg_inside_a_dicom_is_refused(data):
     ds.save_as(buffer, enforce_file_format=True)
     with pytest.raises(ImageReadError, match="JPEG data damaged"):
         read_image(buffer.getvalue(), path.name)
+
+
+def _palette_dicom(data, descriptor: bool = True) -> bytes:
+    """A real radiograph stored as PALETTE COLOR: its pixels are indices into a table that
+    reverses them, so reading the indices as intensities would give the negative."""
+    import pydicom
+
+    ds = pydicom.dcmread(data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm")
+    ds.decompress()
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    table = (np.arange(256)[::-1] * 257).astype(np.uint16).tobytes()
+    for colour in ("Red", "Green", "Blue"):
+        if descriptor:
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            ds[f"{colour}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(ds, f"{colour}PaletteColorLookupTableData", table)
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def test_a_palette_colour_dicom_is_looked_up_and_flagged_as_colour(data):
+    indices = read_image(data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm")
+    image = read_image(_palette_dicom(data), "palette.dcm")
+    assert image.info.is_colour
+    assert np.abs(image.pixels.astype(int) - (255 - indices.pixels.astype(int))).max() <= 1
+    with pytest.raises(ImageReadError, match="PALETTE COLOR"):
+        read_image(_palette_dicom(data, descriptor=False), "palette.dcm")

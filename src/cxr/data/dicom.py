@@ -18,12 +18,11 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    RLELossless,
 )
 
 from cxr.data.image import (
@@ -85,7 +84,10 @@ def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageI
         raise ImageReadError(
             label, ImageProblem.CORRUPT, f"pixel data of shape {raw.shape} for a single frame"
         )
-    pixels = _luma(raw) if samples != 1 else _grey_to_uint8(raw, ds)
+    palette = ds.get("PhotometricInterpretation") == "PALETTE COLOR"
+    if palette:  # indices into a colour table, not intensities: look them up, flag as colour
+        raw = _palette_to_uint8(raw, ds, label)
+    pixels = _luma(raw) if samples != 1 or palette else _grey_to_uint8(raw, ds)
     syntax = _syntax(ds)
     info = ImageInfo(
         source_format="dicom",
@@ -93,7 +95,7 @@ def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageI
         height=pixels.shape[0],
         mode=str(ds.get("PhotometricInterpretation", "")),
         bits=_number(ds, "BitsStored", 8, label),
-        is_colour=samples != 1,
+        is_colour=samples != 1 or palette,
         modality=_text(ds, "Modality"),
         body_part=_text(ds, "BodyPartExamined"),
         view_position=_text(ds, "ViewPosition"),
@@ -264,6 +266,15 @@ def _grey_to_uint8(raw: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
         table = 255 - table
     table = np.asarray(table, dtype=np.uint8)
     return lookup(table, raw, first) if narrow else np.ascontiguousarray(table)
+
+
+def _palette_to_uint8(raw: np.ndarray, ds: pydicom.Dataset, label: str) -> np.ndarray:
+    try:
+        rgb = apply_color_lut(raw, ds)
+    except Exception as exc:  # a missing or malformed palette descriptor
+        raise ImageReadError(label, ImageProblem.CORRUPT, f"PALETTE COLOR: {exc}"[:200]) from exc
+    top = float(rgb.max()) or 1.0
+    return stretch_to_uint8(rgb, 0.0, top) if rgb.dtype != np.uint8 else rgb
 
 
 def _luma(raw: np.ndarray) -> np.ndarray:
