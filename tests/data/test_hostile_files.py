@@ -240,3 +240,23 @@ def test_a_palette_colour_dicom_is_looked_up_and_flagged_as_colour(data):
     assert np.abs(image.pixels.astype(int) - (255 - indices.pixels.astype(int))).max() <= 1
     with pytest.raises(ImageReadError, match="PALETTE COLOR"):
         read_image(_palette_dicom(data, descriptor=False), "palette.dcm")
+
+
+@pytest.mark.parametrize("vr", [b"IS", b"UI", b"DS", b"DA"])
+def test_header_values_never_reach_warnings_or_logs(data, caplog, vr):
+    """pydicom echoes invalid values in its warnings and log ("Invalid value for VR UI:
+    '<value>'"): a PatientID stored with a wrong VR must not reach our logs that way."""
+    import logging
+    import struct
+    import warnings
+
+    raw = (data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm").read_bytes()
+    head = struct.pack("<HH", 0x0010, 0x0020) + b"LO"  # PatientID, explicit VR
+    assert raw.count(head) == 1
+    crafted = raw.replace(head, head[:4] + vr)
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(crafted, "crafted.dcm")
+    said = " ".join([r.getMessage() for r in caplog.records] + [str(w.message) for w in caught])
+    assert image.info.group_key is not None  # the field was read: pseudonymised, not echoed
+    assert "kermany-IM-0117" not in said, said

@@ -36,6 +36,10 @@ from cxr.data.image import (
 from cxr.data.jpeg import check_jpeg_stream
 from cxr.errors import ImageProblem, ImageReadError
 
+# pydicom's value checks warn with the offending value ("Invalid value for VR LO: '<PatientID>'"),
+# into warnings and its logger: a header field would reach our logs. The reader checks what it
+# uses itself, so those warnings are off for reading.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 OPTIONAL_DECODERS = "pylibjpeg and pylibjpeg-libjpeg (pip install 'cxr[dicom]') or python-gdcm"
 _NO_DECODER = re.compile(r"missing dependencies|does not support|no pixel data decoders", re.I)
 INFLATE_CHUNK = 2**20
