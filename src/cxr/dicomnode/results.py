@@ -1,8 +1,11 @@
 """What goes back to the PACS for a scored instance, built with highdicom in the study's own
-Study Instance UID: a Secondary Capture of the heat-map overlay under a burned-in "research use,
-not a diagnosis" banner, and a Comprehensive SR with class, probabilities, threshold and rule,
-and the model's name and fingerprint. UIDs derive from the source instance and the model, so a
-resend replaces rather than duplicates."""
+Study Instance UID and with the source's patient and study modules (name, ID, birth date, sex,
+accession), so the PACS files them with the study: a Secondary Capture of the heat-map overlay
+under a burned-in banner (research use, the decision with the probability of the class it
+names and the threshold, the class the heat map explains, a colour bar), and a Comprehensive SR
+with class, probabilities, threshold and rule, the model's name and fingerprint, and a
+reference to the Secondary Capture. UIDs derive from the source instance and the model, so a
+resend replaces rather than duplicates; `is_ours` recognises them when a PACS sends them back."""
 
 from __future__ import annotations
 
@@ -11,13 +14,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
+from cxr.inference.cam import OPACITY, colour_bar
 from cxr.store.worklist import Received
 
 BANNER = "RESEARCH USE ONLY - NOT A DIAGNOSIS"
 MANUFACTURER = "cxr (research software)"
 SCHEME = "99CXR"  # private coding scheme for this model's outputs
 SC_SERIES, SR_SERIES = 9901, 9902
+SC_CLASS, SR_CLASS = SecondaryCaptureImageStorage, ComprehensiveSRStorage
 MAX_SIDE = 1024
 
 
@@ -26,8 +32,9 @@ TYPE2_STUDY = ("PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber
 
 
 def reference(header: Dataset) -> Dataset:
-    """The source's header with the type 2 patient and study attributes highdicom copies present
-    (empty where the modality left them out, as the spool leaves every demographic field)."""
+    """The source's header (with the patient fields the spool kept for routing put back) and the
+    type 2 patient and study attributes highdicom copies present, empty where the modality
+    left them out."""
     reference = Dataset(header)
     for keyword in TYPE2_STUDY:
         if keyword not in reference:
@@ -43,26 +50,85 @@ def _concept(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=SCHEME, meaning=meaning[:64])
 
 
-def with_banner(picture: Image.Image, entry: Received) -> np.ndarray:
-    """The overlay, at most MAX_SIDE px, under a black band that says what it is and is not."""
+def is_ours(dataset: Dataset) -> bool:
+    """One of cxr's own results coming back (a study-level C-MOVE, a forwarding rule)."""
+    if str(dataset.get("SOPClassUID", "")) not in (SC_CLASS, SR_CLASS):
+        return False
+    series = (dataset.get("SeriesNumber"), str(dataset.get("SeriesDescription", "")))
+    return str(dataset.get("Manufacturer", "")) == MANUFACTURER or (
+        series[0] in (SC_SERIES, SR_SERIES) and series[1].startswith("cxr ")
+    )
+
+
+def banner_lines(entry: Received, explained: str | None) -> list[str]:
+    """What the Secondary Capture says above the image: the decision with the probability of
+    the class it names (not the largest one), the rule, and what the colours explain."""
+    probability = dict(zip(entry.classes or [], entry.probabilities or [], strict=True))
+    decided = entry.predicted or "?"
+    line = f"cxr: {decided}  P({decided}) = {probability.get(decided, float('nan')):.2f}"
+    if entry.threshold:
+        positive, value = entry.threshold["positive_class"], float(entry.threshold["value"])
+        line += f"  (threshold: {positive} if P({positive}) >= {value:.2f})"
+    lines = [BANNER, line]
+    if explained:
+        lines.append(f"heat map: evidence for {explained}, weak to strong:")
+    return lines
+
+
+def with_banner(picture: Image.Image, entry: Received, explained: str | None) -> np.ndarray:
+    """The overlay, at most MAX_SIDE px, under a black band with `banner_lines` and, when there
+    is a heat map, its colour bar (as the colours look over a mid-grey film)."""
     picture = picture.convert("RGB")
     picture.thumbnail((MAX_SIDE, MAX_SIDE))
-    band = max(28, picture.height // 12)
-    font = ImageFont.load_default(size=max(12, band // 3))
+    size = min(24, max(10, picture.width // 48))
+    font, step = ImageFont.load_default(size=size), int(size * 1.4)
+    lines = _wrapped(banner_lines(entry, explained), font, picture.width - 16)
+    band = step * len(lines) + (step if explained else 0) + 8
     canvas = Image.new("RGB", (picture.width, picture.height + band), "black")
     canvas.paste(picture, (0, band))
     draw = ImageDraw.Draw(canvas)
-    p = max(entry.probabilities or [0.0])
-    draw.text((8, 4), BANNER, fill="white", font=font)
-    draw.text((8, band // 2 + 2), f"cxr: {entry.predicted} (p={p:.2f})", fill="yellow", font=font)
+    for n, line in enumerate(lines):
+        draw.text((8, 4 + n * step), line, fill="white" if n == 0 else "yellow", font=font)
+    if explained:
+        bar = _legend(max(64, picture.width // 3), int(step * 0.7))
+        top = 4 + len(lines) * step
+        draw.text((8, top), "weak", fill="white", font=font)
+        left = 16 + int(draw.textlength("weak", font=font))
+        canvas.paste(bar, (left, top + 2))
+        draw.text((left + bar.width + 8, top), "strong", fill="white", font=font)
     return np.asarray(canvas)
 
 
-def secondary_capture(source: Dataset, entry: Received, picture: Image.Image) -> hd.sc.SCImage:
+def _legend(width: int, height: int) -> Image.Image:
+    grey = Image.new("RGBA", (width, height), (128, 128, 128, 255))
+    layer = colour_bar(width, height)
+    alpha = np.asarray(layer)[..., 3].astype(np.float32) * OPACITY
+    layer.putalpha(Image.fromarray(np.rint(alpha).astype(np.uint8)))
+    return Image.alpha_composite(grey, layer).convert("RGB")
+
+
+def _wrapped(lines: list[str], font, width: int) -> list[str]:
+    """Each line broken at spaces to fit `width` px (a narrow image keeps the whole text)."""
+    out = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and font.getlength(trial) > width:
+                out.append(current)
+                trial = word
+            current = trial
+        out.append(current)
+    return out
+
+
+def secondary_capture(
+    source: Dataset, entry: Received, picture: Image.Image, explained: str | None
+) -> hd.sc.SCImage:
     key = (entry.sop_instance_uid, entry.content_digest, entry.model_fingerprint or "")
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=reference(source),
-        pixel_array=with_banner(picture, entry),
+        pixel_array=with_banner(picture, entry, explained),
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
@@ -87,7 +153,10 @@ def _orientation(source: Dataset) -> tuple[str, str]:
     return "L", "F"
 
 
-def structured_report(source: Dataset, entry: Received) -> hd.sr.ComprehensiveSR:
+def structured_report(
+    source: Dataset, entry: Received, heat_map: Dataset | None = None
+) -> hd.sr.ComprehensiveSR:
+    """The result as coded content; `heat_map`: the Secondary Capture sent with it."""
     classes, probs = entry.classes or [], entry.probabilities or []
     contains = hd.sr.RelationshipTypeValues.CONTAINS
     items: list = [
@@ -133,11 +202,20 @@ def structured_report(source: Dataset, entry: Received) -> hd.sr.ComprehensiveSR
             relationship_type=contains,
         ),
     ]
+    if heat_map is not None:
+        items.append(
+            hd.sr.ImageContentItem(
+                _concept("CXR-MAP", "Heat map with the result (Secondary Capture)"),
+                referenced_sop_class_uid=heat_map.SOPClassUID,
+                referenced_sop_instance_uid=heat_map.SOPInstanceUID,
+                relationship_type=contains,
+            )
+        )
     root = hd.sr.ContainerContentItem(_concept("CXR-RESULT", "Chest X-ray classifier result"))
     root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
     key = (entry.sop_instance_uid, entry.content_digest, entry.model_fingerprint or "")
     return hd.sr.ComprehensiveSR(
-        evidence=[reference(source)],
+        evidence=[reference(source), *([heat_map] if heat_map is not None else [])],
         content=root,
         series_instance_uid=_uid(entry.study_instance_uid, key[2], "sr-series"),
         series_number=SR_SERIES,

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from PIL import Image
+from pydicom import Dataset
 
-from cxr.data.dicom import read_group_key
 from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
+from cxr.dicomnode.contract import header_problems
 from cxr.dicomnode.spool import key
 from cxr.errors import ImageReadError
 from cxr.inference.cam import heat_map, overlay
@@ -34,6 +34,7 @@ class Assessment:
     image: XrayImage | None = None
     row: Row | None = None
     overlay: Image.Image | None = None  # Grad-CAM on the image; None for ONNX models
+    explained: str | None = None  # the class the heat map shows evidence for
 
 
 def fingerprint(path: Path) -> str:
@@ -52,19 +53,24 @@ class Scorer:
         self.fingerprint = fingerprint(predictor.source)
         self.cam_model = predictor.model if isinstance(predictor, TorchPredictor) else None
 
-    def assess(self, path: Path, refusal: str | None = None) -> Assessment:
-        """Read, check and (unless `refusal` or a plausibility flag says why not) score."""
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    def assess(
+        self, path: Path, header: Dataset, patient: str | None, refusal: str | None = None
+    ) -> Assessment:
+        """Check the header, then read, check and (unless `refusal` or a check says why not)
+        score. `patient`: the keyed pseudonym."""
         sop, digest = key(path)
         received = Received(
             sop_instance_uid=sop,
             content_digest=digest,
             study_instance_uid=str(header.get("StudyInstanceUID", "")),
             series_instance_uid=str(header.get("SeriesInstanceUID", "")),
-            patient_pseudonym=read_group_key(path),
+            patient_pseudonym=patient,
             spool_path=str(path.resolve()),
             status=NOT_SCORED,
         )
+        if problems := header_problems(header):  # before decoding: no decoder, no CPU spent
+            received.reason = "; ".join(filter(None, [refusal, *problems]))
+            return Assessment(received)
         try:
             image = read_image(path)
         except ImageReadError as exc:
@@ -91,13 +97,13 @@ class Scorer:
         received.probabilities = [round(float(p), 6) for p in row.probs]
         received.predicted, received.urgency = row.predicted, round(row.urgency, 6)
         received.threshold = dataclasses.asdict(card.threshold) if card.threshold else None
-        picture = None
+        picture, explained = None, None
         if self.cam_model is not None:
             shown = _shown(image)
             explained = explained_class(predictor, row.probs)  # the positive class's evidence
             cam = heat_map(self.cam_model, shown, card.classes.index(explained))
             picture = overlay(shown, cam)
-        return Assessment(received, image, row, picture)
+        return Assessment(received, image, row, picture, explained)
 
 
 def _shown(image: XrayImage) -> XrayImage:

@@ -1,11 +1,13 @@
 """The spool: every accepted instance on disk before it is acknowledged, written atomically
-(temporary file, fsync, rename), with patient names, birth date and other demographics emptied.
-PatientID stays in the file (results must be filed to the same patient in the PACS); the database
-only ever sees its pseudonym."""
+(temporary file, fsynced, renamed), with person names and the patient module emptied except
+PatientID. What result routing needs besides lives beside it only until the results are sent:
+the emptied patient fields (`routing/`, so the Secondary Capture and SR are filed with the right
+patient) and the results themselves (`outbox/`, computed once, resent as they are). The database
+only ever sees a keyed pseudonym of PatientID. Instances that cannot be stored in the database
+are moved to `quarantine/` with their reason."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -14,30 +16,45 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import pydicom
 from PIL import Image
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 
+from cxr.dicomnode.identity import content_digest
+
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 PATIENT_GROUP = 0x0010
 KEPT_PATIENT_TAGS = {0x00100020}  # PatientID
+FOLDERS = ("previews", "routing", "outbox", "quarantine")
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep_routing: bool = True) -> None:
         self.root = Path(root)
-        self.previews = self.root / "previews"
-        for folder in (self.root, self.previews):
+        self.keep_routing = keep_routing  # only when results go back to a PACS
+        for folder in (self.root, *(self.root / name for name in FOLDERS)):
             folder.mkdir(parents=True, exist_ok=True)
+        self.previews = self.root / "previews"
+        for partial in self.root.rglob(".*.part"):  # a write cut by a kill: never acknowledged
+            partial.unlink(missing_ok=True)
+        for kept in (self.root / "routing").glob("*.json"):  # its instance never landed
+            if not keep_routing or not (self.root / f"{kept.stem}.dcm").is_file():
+                kept.unlink(missing_ok=True)
 
     def store(self, dataset: Dataset, file_meta: FileMetaDataset) -> Path:
         """Write one received instance as `<SOP Instance UID>_<digest>.dcm`; when this returns,
-        it survives a crash. The same instance sent twice lands on the same file."""
+        it survives a crash. The same image sent again, in any transfer syntax, lands on the
+        same file."""
         sop = str(dataset.get("SOPInstanceUID", ""))
         if not UID.match(sop) or len(sop) > 64:
-            raise ValueError(f"{sop[:80]!r} is not a valid SOP Instance UID")
-        dataset = strip_demographics(dataset)
-        target = self.root / f"{sop}_{content_digest(dataset)}.dcm"
+            raise ValueError("the SOP Instance UID is not a valid UID (PS3.5)")
+        digest = content_digest(dataset, file_meta.TransferSyntaxUID)
+        target = self.root / f"{sop}_{digest}.dcm"
+        routing = strip_demographics(dataset)
+        if self.keep_routing and len(routing):
+            with _atomic(self.routing(target)) as handle:
+                handle.write(routing.to_json().encode())
         dataset.file_meta = file_meta
         with _atomic(target) as handle:
             dataset.save_as(handle, enforce_file_format=True)
@@ -46,6 +63,53 @@ class Spool:
     def files(self) -> list[Path]:
         """The spooled instances; only regular files (a FIFO placed here would block catch-up)."""
         return sorted(p for p in self.root.glob("*.dcm") if p.is_file())
+
+    def bytes_used(self) -> int:
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def routing(self, spooled: Path) -> Path:
+        return self.root / "routing" / f"{spooled.stem}.json"
+
+    def header(self, spooled: Path) -> Dataset:
+        """The spooled header with the patient fields routing kept put back: what results copy."""
+        header = pydicom.dcmread(spooled, stop_before_pixels=True)
+        kept = self.routing(spooled)
+        if kept.is_file():
+            for element in Dataset.from_json(kept.read_text()):
+                header[element.tag] = element
+        return header
+
+    def save_results(self, spooled: Path, results: list[Dataset]) -> None:
+        for n, result in enumerate(results):
+            with _atomic(self.root / "outbox" / f"{spooled.stem}.{n}.dcm") as handle:
+                result.save_as(handle, enforce_file_format=True)
+
+    def results(self, spooled: Path) -> list[Dataset]:
+        """The results computed for `spooled` and not yet sent, in their order."""
+        files = sorted((self.root / "outbox").glob(f"{spooled.stem}.*.dcm"))
+        return [pydicom.dcmread(f) for f in files]
+
+    def sent(self, spooled: Path) -> None:
+        """Results delivered (or none to deliver): forget the outbox and the patient fields."""
+        for done in (self.root / "outbox").glob(f"{spooled.stem}.*.dcm"):
+            done.unlink(missing_ok=True)
+        self.routing(spooled).unlink(missing_ok=True)
+
+    def forget(self, done: set[str]) -> None:
+        """`sent` for every stem in `done` at once (a crash between sending and forgetting)."""
+        kept = [(p, p.stem) for p in (self.root / "routing").glob("*.json")]
+        kept += [(p, p.name.rsplit(".", 2)[0]) for p in (self.root / "outbox").glob("*.dcm")]
+        for path, stem in kept:  # outbox: <stem>.<n>.dcm, and stems hold dots (UIDs)
+            if stem in done:
+                path.unlink(missing_ok=True)
+
+    def quarantine(self, spooled: Path, reason: str) -> Path:
+        """Out of the catch-up for good, with why beside it (an admin may move it back)."""
+        target = self.root / "quarantine" / spooled.name
+        os.replace(spooled, target)
+        target.with_suffix(".reason.txt").write_text(reason + "\n")
+        self.sent(spooled)
+        return target
 
     def save_preview(self, spooled: Path, kind: str, picture: Image.Image) -> Path:
         """`image` (the radiograph as seen) or `cam` (the heat-map overlay), as PNG."""
@@ -67,36 +131,27 @@ def preview(spooled: Path, kind: str) -> Path:
     return spooled.parent / "previews" / f"{spooled.stem}.{kind}.png"
 
 
-def content_digest(dataset: Dataset) -> str:
-    """What makes two arrivals the same instance: every element's tag and value, pixels included
-    (independent of the transfer's file meta), hashed."""
-    digest = hashlib.sha256()
-    for element in dataset.iterall():
-        if element.VR == "SQ":
-            continue  # its items' elements come next in iterall
-        value = element.value
-        digest.update(f"{element.tag}{element.VR}".encode())
-        digest.update(value if isinstance(value, bytes) else str(value).encode())
-    return digest.hexdigest()[:16]
-
-
 def strip_demographics(dataset: Dataset) -> Dataset:
-    """Empty every person name (VR PN, at any depth) and the patient module except PatientID.
+    """Empty every person name (VR PN, at any depth) and the patient module except PatientID;
+    return the emptied top-level elements that had a value (what results must copy back).
     Emptied rather than deleted: they are type 2 attributes, present but without a value."""
+    kept = Dataset()
 
-    def blank(_ds: Dataset, element) -> None:
+    def blank(ds: Dataset, element) -> None:
         if element.VR == "PN" or (
             element.tag.group == PATIENT_GROUP and int(element.tag) not in KEPT_PATIENT_TAGS
         ):
+            if ds is dataset and not element.is_empty:
+                kept.add_new(element.tag, element.VR, element.value)
             element.value = [] if element.VR == "SQ" else None
 
     dataset.walk(blank)
-    return dataset
+    return kept
 
 
 @contextmanager
 def _atomic(target: Path) -> Iterator[BinaryIO]:
-    """A hidden temporary file beside `target`, fsynced and renamed over it on success."""
+    """A hidden temporary file beside `target` (owner-only), fsynced and renamed over it."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:

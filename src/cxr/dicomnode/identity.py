@@ -1,0 +1,61 @@
+"""What makes two arrivals the same instance, whatever the transfer syntax: the pixels (native
+pixel bytes in little-endian order without padding, or the compressed frames as sent) and the
+header attributes that say what those pixels show. Implicit or explicit VR, OB or OW, one
+fragmentation or another: the same digest. The same pixels under another modality, body part or
+view are another instance (a reused UID is flagged, not merged)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from pydicom import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.uid import UID
+
+DIGEST_LENGTH = 16  # hex characters: the worklist's content_digest column
+MEANING = ("StudyInstanceUID", "SeriesInstanceUID", "PatientID", "SOPClassUID", "Modality",
+           "BodyPartExamined", "ViewPosition", "PatientPosition", "PatientOrientation",
+           "ImageLaterality", "PhotometricInterpretation", "Rows", "Columns", "SamplesPerPixel",
+           "PlanarConfiguration", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+           "NumberOfFrames", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter",
+           "WindowWidth", "VOILUTFunction")  # fmt: skip
+
+
+def content_digest(dataset: Dataset, syntax: UID) -> str:
+    digest = hashlib.sha256()
+    for keyword in MEANING:
+        value = dataset.get(keyword)
+        text = "" if value is None else str(value)
+        digest.update(f"{keyword}={text}\n".encode("utf-8", "surrogatepass"))
+    digest.update(pixel_bytes(dataset, syntax))
+    return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def pixel_bytes(dataset: Dataset, syntax: UID) -> bytes:
+    data = dataset.get("PixelData")
+    if not isinstance(data, bytes):
+        return b""
+    frames = _int(dataset, "NumberOfFrames", 1)
+    if syntax.is_encapsulated:
+        try:
+            return b"".join(generate_frames(data, number_of_frames=frames))
+        except Exception:  # malformed encapsulation: the bytes as sent; decoding will say why
+            return data
+    bits = _int(dataset, "BitsAllocated", 8)
+    count = (
+        _int(dataset, "Rows", 0) * _int(dataset, "Columns", 0)
+        * _int(dataset, "SamplesPerPixel", 1) * frames
+    )  # fmt: skip
+    size = -(-count * bits // 8)
+    data = data[:size] if 0 < size <= len(data) else data  # without the even-length pad byte
+    if not syntax.is_little_endian and bits in (16, 32) and len(data) % (bits // 8) == 0:
+        data = np.frombuffer(data, dtype=f">u{bits // 8}").byteswap().tobytes()
+    return data
+
+
+def _int(dataset: Dataset, keyword: str, default: int) -> int:
+    try:
+        return max(int(dataset.get(keyword) or default), 0)
+    except (TypeError, ValueError):
+        return default
