@@ -129,8 +129,13 @@ def test_pacs_to_reviewed_dataset(
         assert abs(sum(probabilities) - 1) < 1e-3
         decided = items["Predicted class"].ConceptCodeSequence[0].CodeMeaning
         assert decided == ("PNEUMONIA" if probabilities[1] >= 0.5 else "NORMAL")
+        # Filed with the patient the PACS knows (issue 29): the source's name and ID, copied
+        # from the spool's routing data, which the database never sees.
+        source = pacs.find(Modality="CR", StudyInstanceUID=sc.StudyInstanceUID)[0]
+        patient = pacs.get(f"/instances/{source}/tags?simplify")
         for result in (sc, sr):
-            assert not str(result.get("PatientName", "")), "a result carries a patient name"
+            assert str(result.PatientName) == patient["PatientName"]
+            assert result.PatientID == patient["PatientID"]
 
         # A reviewer corrects three cases with the keyboard only.
         token = _cxr("reviews", "add-reviewer", "Dr Ann", "--db", db_url).stdout.strip()
@@ -177,8 +182,11 @@ def test_pacs_to_reviewed_dataset(
     assert str(out) not in (tmp_path / "runs" / "quick" / "tuning_predictions.csv").read_text()
 
     listener.stop()
+    copies = b"".join(p.read_bytes() for p in (out / "images").iterdir())
+    assert not any(p.is_symlink() for p in (out / "images").iterdir())  # copies, relocatable
     texts = [dump(db_url), listener.log.read_text(), (tmp_path / "serve.log").read_text(),
              evaluation.stdout, (out / "labels.csv").read_text(), trained.stdout + trained.stderr,
+             copies.decode("latin-1"),
              (tmp_path / "runs" / "quick" / "model.pt").read_bytes().decode("latin-1")]  # fmt: skip
     assert not any(MARKER in t.upper() for t in texts)
     stored = b"".join(p.read_bytes() for p in listener.spool.rglob("*") if p.is_file())

@@ -3,6 +3,8 @@ the append-only audit, reviewer tokens, and the worklist API's refusals."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -34,7 +36,7 @@ def test_migrations_build_the_models_schema_and_rerun_harmlessly(db_url):
     with sessions() as session, session.get_bind().connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_records_are_idempotent_and_a_reused_uid_is_kept_apart(db_url):
@@ -107,10 +109,11 @@ def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
     done = client.post(f"/api/worklist/{row['id']}/review", json={"label": "NORMAL"}, headers=auth)
     assert done.json()["review"]["label"] == "NORMAL"
     watched = client.get("/api/worklist/monitor", headers=auth).json()
-    assert watched["days"][0] | {"day": None} == {"day": None, "received": 1, "not_scored": 0,
-                                                   "reviewed": 1, "agreed": 0}  # fmt: skip
+    (day,) = watched["periods"]
+    assert {k: day[k] for k in ("received", "not_scored", "reviewed", "agreed")} == {
+        "received": 1, "not_scored": 0, "reviewed": 1, "agreed": 0}  # fmt: skip
     against = watched["against_reviewers"]
-    assert (against["n"], against["agreement"]) == (1, 0.0)
+    assert (against["n"], against["agreement"]["value"]) == (1, 0.0)
     assert against["specificity"]["value"] == 0.0  # a reviewed negative the model called positive
     assert against["sensitivity"]["value"] is None  # no reviewed positive yet
     drift = watched["inputs"]["pixel_mean"]
@@ -122,3 +125,56 @@ def test_an_unreachable_database_is_a_clear_error(tmp_path):
         open_database("postgresql+psycopg://cxr@127.0.0.1:1/none")
     with pytest.raises(DatabaseError, match="--db"):
         open_database("nosuchdialect://x")
+
+
+def test_the_export_is_relocatable_de_identified_copies(db_url, data, tmp_path):
+    import pydicom
+
+    from cxr.store.export import export_reviews
+
+    source = pydicom.dcmread(data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm")
+    source.AccessionNumber, source.InstitutionName, source.PatientName = "ACC1", "St X", "Doe^J"
+    source.add_new(0x00091001, "LO", "private")
+    spooled = tmp_path / "spool" / f"{source.SOPInstanceUID}_aaaa.dcm"
+    spooled.parent.mkdir()
+    source.save_as(spooled)
+    with open_database(db_url)() as session:
+        received = replace(_received(source.SOPInstanceUID), study_instance_uid="=1+1",
+                           spool_path=str(spooled), patient_pseudonym="dcm-77")  # fmt: skip
+        worklist.record(session, received)
+        (row,) = worklist.queue(session, Queue.PENDING)
+        worklist.review(session, row.id, "NORMAL", "", "ann")
+        done = export_reviews(session, tmp_path / "out", "cli:test")
+    assert done.rows == 1
+    (copy,) = (tmp_path / "out" / "images").iterdir()
+    moved = (tmp_path / "out").rename(tmp_path / "moved")  # relocatable: no link into the spool
+    copy = moved / "images" / copy.name
+    assert not copy.is_symlink() and copy.is_file()
+    exported = pydicom.dcmread(copy)
+    assert (exported.PatientID, str(exported.PatientName)) == ("dcm-77", "dcm-77")
+    assert "kermany" not in copy.read_bytes().decode("latin-1")
+    for gone in ("AccessionNumber", "InstitutionName"):
+        assert gone not in exported
+    assert exported.PatientIdentityRemoved == "YES" and 0x00091001 not in exported
+    assert exported.pixel_array.shape == source.pixel_array.shape
+    assert ",'=1+1," in (moved / "labels.csv").read_text()  # the UID formula, neutralised
+
+
+def test_cli_refusals_come_before_the_database_is_touched(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "worklist.db"
+    bad_role = subprocess.run(
+        [sys.executable, "-m", "cxr", "reviews", "add-reviewer", "eve", "--role", "superuser",
+         "--db", f"sqlite:///{db}"], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad_role.returncode == 2 and "superuser" in bad_role.stderr
+    assert not db.exists()  # refused before any migration
+    no_scheme = subprocess.run(
+        [sys.executable, "-m", "cxr", "reviews", "export", "--db", "worklist.db", "--out",
+         str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    said = no_scheme.stderr + no_scheme.stdout
+    assert no_scheme.returncode == 2 and "sqlite:///worklist.db" in said
+    assert not (tmp_path / "worklist.db").exists()

@@ -202,9 +202,11 @@ def valid_database_url(url: str | None) -> str | None:
         try:
             make_url(url)
         except ArgumentError:
+            example = (
+                f"sqlite:///{url}" if "://" not in url and url.strip() else "sqlite:///worklist.db"
+            )
             raise CxrError(
-                "--db: not a database URL; e.g. sqlite:///worklist.db or "
-                "postgresql+psycopg://user@host/db"
+                f"--db: not a database URL; e.g. {example} or postgresql+psycopg://user@host/db"
             ) from None
     return url
 

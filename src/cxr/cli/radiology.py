@@ -62,7 +62,11 @@ def listen_command(
     ],
     db: DbOpt = WORKLIST_DB,
     spool: Annotated[
-        Path, typer.Option(help="Folder where every received instance is kept (de-identified).")
+        Path,
+        typer.Option(
+            help="Folder where every received instance is kept: names and birth date emptied; "
+            "PatientID, UIDs and accession kept to file results (names only until sent)."
+        ),
     ] = Path("cxr-spool"),
     ae_title: Annotated[
         str, typer.Option("--ae-title", help="This node's AE title.", callback=_ae_title)
@@ -77,6 +81,20 @@ def listen_command(
             callback=_destination,
         ),
     ] = None,
+    calling_ae: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--calling-ae",
+            help="Accept associations only from this calling AE title (repeatable; default any).",
+            callback=lambda titles: [_ae_title(t) for t in titles or []],
+        ),
+    ] = None,
+    max_dataset_mib: Annotated[
+        int, typer.Option(help="Refuse larger datasets (status 0xA700).", min=1)
+    ] = 256,
+    spool_quota_gib: Annotated[
+        float, typer.Option(help="Refuse instances once the spool holds this much.", min=0.001)
+    ] = 50.0,
 ) -> None:
     """Receive studies by C-STORE, score chest radiographs into the worklist database and send
     the results back. Runs until stopped (Ctrl-C / SIGTERM); a restart catches up on the spool.
@@ -86,6 +104,7 @@ def listen_command(
     import logging
     import signal
     import threading
+    import warnings
 
     from cxr.dicomnode.listener import ListenConfig, Node
     from cxr.dicomnode.sender import Destination
@@ -93,8 +112,19 @@ def listen_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for chatty in ("pynetdicom", "highdicom", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # pydicom's value warnings quote header values (a patient's name, a hostile UID): the
+    # listener states its own reasons instead.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
     destination = Destination.parse(send_to) if send_to else None
-    node = Node(ListenConfig(model, db, spool, ae_title, host, port, destination))
+    node = Node(
+        ListenConfig(
+            model, db, spool, ae_title, host, port, destination,
+            calling_ae_titles=tuple(calling_ae or ()),
+            max_dataset_bytes=max_dataset_mib * 2**20,
+            spool_quota_bytes=int(spool_quota_gib * 2**30),
+        )
+    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -147,3 +177,26 @@ def add_reviewer_command(
     with open_database(db)() as session:
         token = add_reviewer(session, name, role.value)
     console.print(token, highlight=False)
+
+
+@reviews_app.command("grant-app-role")
+def grant_app_role_command(
+    role: Annotated[str, typer.Argument(help="An existing PostgreSQL role (LOGIN) for the app.")],
+    db: DbOpt = WORKLIST_DB,
+) -> None:
+    """PostgreSQL: let ROLE run `cxr listen` and `cxr serve` without owning the tables, so that
+    the application cannot disable the audit trigger. Run it as the owner (the role that
+    migrates and adds reviewers, e.g. --db postgresql+psycopg://owner@db/cxr); then give the
+    app a URL with ROLE. SQLite has no roles: there the file's permissions are the boundary.
+
+    Example: cxr reviews grant-app-role cxr_app --db sqlite:///worklist.db
+    """
+    from cxr.store.database import create, migrate
+    from cxr.store.roles import grant_application_role
+
+    engine = create(db)
+    migrate(engine)
+    if grant_application_role(engine, role):
+        console.print(f"{role}: may read and add instances and reviews, and append to the audit")
+    else:
+        console.print("SQLite has no roles: keep the database file readable by cxr's user only")

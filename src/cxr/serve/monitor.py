@@ -1,82 +1,159 @@
-"""How the model is doing in the department, from the worklist alone: volume and not-scored rate
-per day, agreement with the reviewers, sensitivity and specificity against reviewed labels with
-95 % bootstrap intervals (resampling patients), and the input statistics whose drift would make
-the scores untrustworthy."""
+"""How the model is doing in the department, from the worklist alone, per day or week: volume and
+not-scored rate, agreement, sensitivity and specificity against the reviewers' labels with 95 %
+bootstrap intervals (resampling patients), and the inputs (intensity, size, age) of the scored
+images against the training range: a shift there makes the scores untrustworthy.
 
-from collections import defaultdict
+The database returns plain columns and numpy does the grouping and the resampling (one matrix
+product for all draws), so 10 000 rows answer well within a second."""
+
+from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
-from cxr.metrics.classification import binary_metrics
-from cxr.metrics.stats import bootstrap_intervals
 from cxr.store.models import Instance
 
 BOOTSTRAP = 500
+PERIOD_DAYS = {"day": 1, "week": 7}
+INPUTS = ("pixel_mean", "pixel_std", "width", "height", "age_years")
+UNIX_THURSDAY = 3  # 1970-01-01 was a Thursday: weeks start on Monday, as ISO weeks do
 
 
-def monitor(session: Session, population: dict | None = None) -> dict:
+def monitor(
+    session: Session, population: dict | None = None, by: Literal["day", "week"] = "day"
+) -> dict:
     """`population`: the training images' ranges from the served model's card, if it has them."""
-    rows = list(session.scalars(select(Instance).order_by(Instance.received_at)))
-    days: dict[str, dict] = defaultdict(lambda: {"received": 0, "not_scored": 0, "reviewed": 0,
-                                                 "agreed": 0})  # fmt: skip
-    for row in rows:
-        day = days[row.received_at.date().isoformat()]
-        day["received"] += 1
-        day["not_scored"] += row.status != "scored"
-        if row.review_label is not None:
-            day["reviewed"] += 1
-            day["agreed"] += row.review_label == row.predicted
+    population = population or {}
+    columns = (_epoch_days(session), Instance.status, Instance.review_label, Instance.predicted,
+               *(getattr(Instance, name) for name in INPUTS))  # fmt: skip
+    table = session.execute(select(*columns)).all()
+    if not table:
+        return {"by": by, "periods": [], "against_reviewers": None, "inputs": {}}
+    day, status, label, predicted, *inputs = (np.array(c) for c in zip(*table, strict=True))
+    period = _period(day.astype(float), by)
+    starts, which = np.unique(period, return_inverse=True)
+    scored = status == "scored"
+    reviewed = np.not_equal(label, None)
+    masks = {"received": np.ones_like(scored), "not_scored": ~scored, "reviewed": reviewed,
+             "agreed": reviewed & (label == predicted)}  # fmt: skip
+    tally = {name: np.bincount(which, weights=mask, minlength=len(starts)).astype(int)
+             for name, mask in masks.items()}  # fmt: skip
+    values = {name: np.array(v, float) for name, v in zip(INPUTS, inputs, strict=True)}
+    against = _against_reviewers(session, by)
+    periods = []
+    for k, start in enumerate(starts):
+        here = (which == k) & scored
+        periods.append({
+            "start": str(np.datetime64(int(start), "D")),
+            **{name: int(column[k]) for name, column in tally.items()},
+            "inputs": _inputs({n: v[here] for n, v in values.items()}, population),
+            "against_reviewers": against["periods"].get(int(start)) if against else None,
+        })  # fmt: skip
     return {
-        "days": [{"day": d, **v} for d, v in sorted(days.items())],
-        "against_reviewers": _against_reviewers(rows),
-        "inputs": _inputs(rows, population or {}),
+        "by": by,
+        "periods": periods,
+        "against_reviewers": against and {k: v for k, v in against.items() if k != "periods"},
+        "inputs": _inputs({n: v[scored] for n, v in values.items()}, population),
     }
 
 
-def _against_reviewers(rows: list[Instance]) -> dict | None:
-    """The model's decision rule against the reviewers' labels (binary models with a threshold)."""
-    reviewed = [r for r in rows if r.review_label is not None and r.threshold and r.classes]
-    if not reviewed:
+def _epoch_days(session: Session):
+    """Days (fractional) since 1970-01-01 UTC of each arrival, computed by the database."""
+    if session.get_bind().dialect.name == "sqlite":
+        seconds = cast(func.strftime("%s", Instance.received_at), Float)
+    else:
+        seconds = func.extract("epoch", Instance.received_at)
+    return seconds / 86400
+
+
+def _period(days: np.ndarray, by: str) -> np.ndarray:
+    """The first day (days since 1970-01-01) of each arrival's period."""
+    whole = np.floor(days).astype(int)
+    if by == "day":
+        return whole
+    return (whole + UNIX_THURSDAY) // 7 * 7 - UNIX_THURSDAY
+
+
+def _against_reviewers(session: Session, by: str) -> dict | None:
+    """The latest model's decision rule against the reviewers' labels, overall and per period
+    (binary models with a threshold; earlier models' rows are left out)."""
+    latest = session.execute(
+        select(Instance.model_fingerprint, Instance.threshold, Instance.classes)
+        .where(Instance.review_label.is_not(None), Instance.threshold.is_not(None))
+        .order_by(Instance.reviewed_at.desc(), Instance.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None or not latest.classes:
         return None
-    positive, value = reviewed[-1].threshold["positive_class"], reviewed[-1].threshold["value"]
-    same_model = [r for r in reviewed if r.threshold == reviewed[-1].threshold]
-    truth = np.array([r.review_label == positive for r in same_model], int)
-    p = np.array([r.probabilities[r.classes.index(positive)] for r in same_model])
-    keys = ("sensitivity", "specificity")
-
-    def metric(idx: np.ndarray) -> dict[str, float]:
-        scores = binary_metrics(truth[idx], p[idx], value)
-        return {k: scores[k] for k in keys}
-
-    point = binary_metrics(truth, p, value)
-    groups = [r.patient_pseudonym or f"row{r.id}" for r in same_model]
-    intervals = bootstrap_intervals(metric, len(truth), groups, n=BOOTSTRAP)
+    fingerprint, threshold, classes = latest
+    positive, value = threshold["positive_class"], float(threshold["value"])
+    rows = session.execute(
+        select(_epoch_days(session), Instance.id, Instance.patient_pseudonym,
+               Instance.review_label, Instance.predicted, Instance.probabilities)
+        .where(Instance.review_label.is_not(None), Instance.model_fingerprint == fingerprint)
+    ).all()  # fmt: skip
+    day, ids, patients, label, predicted, probabilities = zip(*rows, strict=True)
+    k = classes.index(positive)
+    p = np.array([probs[k] for probs in probabilities], float)
+    truth, label = np.array(label) == positive, np.array(label)
+    decided = p >= value
+    groups = np.array([g or f"row{i}" for g, i in zip(patients, ids, strict=True)])
+    agreed = label == np.array(predicted)
+    counts = np.stack([truth & decided, truth, ~truth & ~decided, ~truth, agreed,
+                       np.ones_like(truth)], 1).astype(float)  # fmt: skip
+    period = _period(np.array(day, float), by)
     return {
         "positive_class": positive,
         "threshold": value,
-        "n": len(truth),
-        "agreement": float(np.mean([r.review_label == r.predicted for r in same_model])),
-        **{k: {"value": _finite(point[k]), "ci95": intervals.get(k)} for k in keys},
+        **_rates(counts, groups),
+        "periods": {
+            int(s): _rates(counts[period == s], groups[period == s]) for s in np.unique(period)
+        },
     }
 
 
-def _inputs(rows: list[Instance], population: dict) -> dict:
-    """Median and 5-95 % range of what arrived and, where the model card records the training
-    images' range, how many arrivals fall outside it: a shift is a reason to distrust scores."""
-    out = {}
-    for name in ("pixel_mean", "pixel_std", "width", "height"):
-        values = np.array([getattr(r, name) for r in rows if getattr(r, name) is not None], float)
-        if len(values):
-            lo, mid, hi = np.percentile(values, [5, 50, 95])
-            out[name] = {"p5": float(lo), "median": float(mid), "p95": float(hi)}
-            if name in population:
-                low, high = population[name]
-                outside = int(np.sum((values < low) | (values > high)))
-                out[name] |= {"training_range": [low, high], "outside": outside, "n": len(values)}
+def _rates(counts: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
+    """Agreement, sensitivity and specificity with percentile intervals over `BOOTSTRAP` draws of
+    whole patients. `counts` columns: TP, positives, TN, negatives, agreed, rows."""
+    codes = np.unique(groups, return_inverse=True)[1]
+    n_patients = int(codes.max()) + 1
+    per_patient = np.zeros((n_patients, counts.shape[1]))
+    np.add.at(per_patient, codes, counts)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_patients, size=(BOOTSTRAP, n_patients))
+    offsets = (np.arange(BOOTSTRAP)[:, None] * n_patients + draws).ravel()
+    picked = np.bincount(offsets, minlength=BOOTSTRAP * n_patients)
+    sums = picked.reshape(BOOTSTRAP, n_patients).astype(float) @ per_patient
+    total = per_patient.sum(0)
+    out: dict = {"n": int(total[5])}
+    for name, num, den in (("agreement", 4, 5), ("sensitivity", 0, 1), ("specificity", 2, 3)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = sums[:, num] / sums[:, den]
+        finite = ratios[np.isfinite(ratios)]
+        out[name] = {
+            "value": float(total[num] / total[den]) if total[den] else None,
+            "ci95": [float(v) for v in np.percentile(finite, [2.5, 97.5])]
+            if total[den] and len(finite)
+            else None,
+        }
     return out
 
 
-def _finite(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+def _inputs(values: dict[str, np.ndarray], population: dict) -> dict:
+    """Median and 5-95 % range of each input over the scored images and, where the model card
+    records the training images' range, how many arrivals fall outside it."""
+    out = {}
+    for name, column in values.items():
+        column = column[np.isfinite(column)]
+        if not len(column):
+            continue
+        lo, mid, hi = np.percentile(column, [5, 50, 95])
+        out[name] = {"p5": float(lo), "median": float(mid), "p95": float(hi), "n": len(column)}
+        if population.get(name):
+            low, high = population[name]
+            outside = int(np.sum((column < low) | (column > high)))
+            out[name] |= {"training_range": [low, high], "outside": outside}
+    return out

@@ -1,30 +1,91 @@
 """The reviewed worklist in the web app: the queues from the database `cxr listen` fills, one
 case at a time with its image and heat map, and the reviewer's decision. Every request names its
 reviewer by their own token (never the API token: `cxr.serve.auth`); every list, view and
-decision goes into the append-only audit table."""
+decision, and every refused attempt, goes into the append-only audit table.
+
+Every input is checked here, at the edge, against what both databases hold: ids are positive
+32-bit integers, text has a length limit and no NUL, control character or lone surrogate, and a
+422 never echoes the input (an unencodable echo would turn it into a 500)."""
 
 import base64
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from cxr.dicomnode.spool import preview
 from cxr.serve.auth import bearer, worklist_reviewer
 from cxr.store import worklist
 from cxr.store.models import Instance, Reviewer
-from cxr.store.worklist import Queue, ReviewError
+from cxr.store.worklist import MAX_NOTE, Queue, ReviewConflict, ReviewError
 
 PAGE = Path(__file__).with_name("static") / "worklist.html"
-MAX_NOTE = 2000
+MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; SQLite takes more, but the two must answer alike
+ALLOWED_CONTROLS = "\n\r\t"
+NO_CONTROLS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # the schema's half of plain_text
+
+
+def plain_text(text: str) -> str:
+    """Text a database stores and a page shows as typed: no NUL or other control character
+    (line breaks and tabs aside), no lone surrogate."""
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in ALLOWED_CONTROLS for c in text):
+        raise ValueError("control characters and lone surrogates are not allowed")
+    return text
 
 
 class Decision(BaseModel):
-    label: str = Field(max_length=64, description="One of the model's classes.")
-    note: str = Field("", max_length=MAX_NOTE, description="Optional free text.")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"label": "NORMAL", "note": ""}]}
+    )
+
+    label: Annotated[str, AfterValidator(plain_text)] = Field(
+        min_length=1, max_length=64, pattern=NO_CONTROLS, description="One of the model's classes."
+    )
+    note: Annotated[str, AfterValidator(plain_text)] = Field(
+        "",
+        max_length=MAX_NOTE,
+        pattern=NO_CONTROLS,
+        description="Optional free text, kept for good in the audit: no patient identifiers.",
+    )
+    force: bool = Field(False, description="An admin replacing another reviewer's label.")
+
+
+EntryId = Annotated[
+    int, PathParam(ge=1, le=MAX_ID, examples=[1], description="A worklist entry's id.")
+]
+
+
+class SafeErrors(APIRoute):
+    """A 422 that lists where and why, without the input: the body always encodes."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = [
+                    {"loc": [_safe(str(part)) for part in error.get("loc", ())],
+                     "msg": _safe(str(error.get("msg", ""))), "type": str(error.get("type", ""))}
+                    for error in exc.errors()
+                ]  # fmt: skip
+                return JSONResponse({"detail": detail}, status_code=422)
+
+        return answer
+
+
+def _safe(text: str) -> str:
+    """At most 200 printable characters: what an error body or the audit may repeat."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[:200])
 
 
 def worklist_router(
@@ -32,7 +93,7 @@ def worklist_router(
 ) -> APIRouter:
     """`population`: the served model's training-image ranges, for the drift figures;
     `api_token`: the server's CXR_API_TOKEN, refused here with a 403 that says why."""
-    router = APIRouter()
+    router = APIRouter(route_class=SafeErrors)
 
     def session():
         with sessions() as s:
@@ -41,7 +102,13 @@ def worklist_router(
     Db = Annotated[Session, Depends(session)]
 
     def reviewer(request: Request, db: Db) -> Reviewer:
-        return worklist_reviewer(db, bearer(request.headers.get("authorization", "")), api_token)
+        try:
+            return worklist_reviewer(
+                db, bearer(request.headers.get("authorization", "")), api_token
+            )
+        except HTTPException as exc:
+            refused(db, None, request, exc.status_code)
+            raise
 
     Who = Annotated[Reviewer, Depends(reviewer)]
 
@@ -63,8 +130,11 @@ def worklist_router(
         }
 
     @router.get("/api/worklist/audit")
-    def audit_trail(who: Who, db: Db, limit: Annotated[int, Query(ge=1, le=10_000)] = 500):
+    def audit_trail(
+        request: Request, who: Who, db: Db, limit: Annotated[int, Query(ge=1, le=10_000)] = 500
+    ):
         if who.role != "admin":
+            refused(db, who.name, request, 403)
             raise HTTPException(403, "the audit trail is for admins")
         return [
             {"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
@@ -73,14 +143,16 @@ def worklist_router(
         ]  # fmt: skip
 
     @router.get("/api/worklist/monitor")
-    def monitoring(who: Who, db: Db) -> dict:
+    def monitoring(
+        who: Who, db: Db, by: Annotated[Literal["day", "week"], Query()] = "day"
+    ) -> dict:
         from cxr.serve.monitor import monitor
 
-        worklist.audit(db, who.name, "monitor")
-        return monitor(db, population)
+        worklist.audit(db, who.name, "monitor", by=by)
+        return monitor(db, population, by)
 
     @router.get("/api/worklist/{entry}")
-    def case(entry: int, who: Who, db: Db) -> dict:
+    def case(entry: EntryId, who: Who, db: Db) -> dict:
         row = _entry(db, entry)
         worklist.audit(db, who.name, "view", row.sop_instance_uid, entry=entry)
         spooled = Path(row.spool_path)
@@ -93,15 +165,30 @@ def worklist_router(
         }
 
     @router.post("/api/worklist/{entry}/review")
-    def review(entry: int, decision: Decision, who: Who, db: Db) -> dict:
+    def review(request: Request, entry: EntryId, decision: Decision, who: Who, db: Db) -> dict:
+        if decision.force and who.role != "admin":
+            refused(db, who.name, request, 403, entry=entry)
+            raise HTTPException(403, "only an admin replaces another reviewer's label")
         try:
-            row = worklist.review(db, entry, decision.label, decision.note, who.name)
+            row = worklist.review(
+                db, entry, decision.label, decision.note, who.name, overwrite=decision.force
+            )
+        except ReviewConflict as exc:
+            refused(db, who.name, request, 409, entry=entry)
+            raise HTTPException(409, str(exc)) from None
         except ReviewError as exc:
             status = 404 if "no such entry" in str(exc) else 422
             raise HTTPException(status, str(exc)) from None
         return _summary(row)
 
     return router
+
+
+def refused(db: Session, actor: str | None, request: Request, status: int, **detail) -> None:
+    """Audit a refused attempt: who (if known), what they asked for, and the answer."""
+    db.rollback()
+    worklist.audit(db, actor or "(no reviewer)", "refused", status=status,
+                   method=request.method, path=_safe(request.url.path), **detail)  # fmt: skip
 
 
 def _entry(db: Session, entry: int) -> Instance:

@@ -1,7 +1,9 @@
 """Open the worklist database by URL and bring its schema to the newest migration.
 
 SQLite (the default, one file) and PostgreSQL (`postgresql+psycopg://...`) behave the same; SQLite
-gets WAL and a busy timeout so the listener and the web page can share the file."""
+gets WAL and a busy timeout so the listener and the web page can share the file. On PostgreSQL the
+tables' owner migrates and the application may run as a role without ownership
+(`cxr.store.roles`), which cannot disable the audit trigger."""
 
 from __future__ import annotations
 
@@ -42,7 +44,13 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"{_safe(str(engine.url))}: cannot migrate: {exc}") from exc
+        hint = (
+            " (an application role migrates nothing: run any cxr command once with the owner's "
+            "URL, e.g. `cxr reviews grant-app-role ROLE --db OWNER_URL`)"
+            if "permission denied" in str(exc)
+            else ""
+        )
+        raise DatabaseError(f"{_safe(str(engine.url))}: cannot migrate: {exc}{hint}") from exc
 
 
 def open_database(url: str) -> sessionmaker[Session]:

@@ -1,17 +1,20 @@
 """Reviewed cases out as a dataset: `labels.csv` (file,label,split plus provenance columns) in
-the layout `cxr train` and `cxr evaluate` read, with links to the spooled images."""
+the layout `cxr train` and `cxr evaluate` read, with de-identified copies of the spooled images
+(no link back into the spool: the folder moves and travels as it is)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
 from sqlalchemy.orm import Session
 
 from cxr.data.discovery import LABELS_CSV
 from cxr.outputs import must_be_new
 from cxr.spreadsheet import csv_text
 from cxr.store import worklist
+from cxr.store.deidentify import deidentify
 
 COLUMNS = ["file", "label", "split", "sop_instance_uid", "study_instance_uid", "model_predicted",
            "model_fingerprint", "reviewed_by", "reviewed_at"]  # fmt: skip
@@ -25,7 +28,7 @@ class Export:
 
 
 def export_reviews(session: Session, out: Path, actor: str) -> Export:
-    """Write a new folder: labels.csv and links (images/) to the spooled files."""
+    """Write a new folder: labels.csv and de-identified copies (images/) of the spooled files."""
     must_be_new(out)  # a dangling link too: mkdir would follow it
     reviewed = worklist.reviewed(session)
     (out / "images").mkdir(parents=True)
@@ -35,10 +38,10 @@ def export_reviews(session: Session, out: Path, actor: str) -> Export:
         if not source.is_file():
             missing.append(row.sop_instance_uid)
             continue
-        link = out / "images" / source.name  # <SOP Instance UID>_<digest>.dcm: unique
-        link.symlink_to(source.resolve())
+        copy = out / "images" / source.name  # <SOP Instance UID>_<digest>.dcm: unique
+        deidentify(pydicom.dcmread(source), row.patient_pseudonym).save_as(copy)
         rows.append({
-            "file": link.relative_to(out).as_posix(),
+            "file": copy.relative_to(out).as_posix(),
             "label": row.review_label,
             "split": "",
             "sop_instance_uid": row.sop_instance_uid,

@@ -48,6 +48,7 @@ class Instance(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     pixel_mean: Mapped[float | None] = mapped_column(Float)
     pixel_std: Mapped[float | None] = mapped_column(Float)
+    age_years: Mapped[float | None] = mapped_column(Float)  # DICOM PatientAge, for drift only
     results_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_label: Mapped[str | None] = mapped_column(String(64))
     review_note: Mapped[str | None] = mapped_column(Text)

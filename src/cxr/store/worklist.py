@@ -22,8 +22,15 @@ class Queue(StrEnum):
     DISAGREEMENTS = "disagreements"  # the reviewer chose another label than the model
 
 
+MAX_NOTE = 2000  # characters: a short remark, not a report (the audit keeps every note for good)
+
+
 class ReviewError(CxrError, ValueError):
     """A review that cannot be recorded: unknown instance, or a label the model does not know."""
+
+
+class ReviewConflict(ReviewError):
+    """Another reviewer labelled this case already; only a deliberate overwrite replaces that."""
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Received:
     height: int | None = None
     pixel_mean: float | None = None
     pixel_std: float | None = None
+    age_years: float | None = None
 
 
 def record(session: Session, received: Received) -> bool:
@@ -133,14 +141,24 @@ def entry(session: Session, sop_instance_uid: str, content_digest: str) -> Insta
     return found
 
 
-def review(session: Session, instance_id: int, label: str, note: str, actor: str) -> Instance:
-    """Record a reviewer's label (confirming or correcting the model) and audit it."""
+def review(
+    session: Session, instance_id: int, label: str, note: str, actor: str, overwrite: bool = False
+) -> Instance:
+    """Record a reviewer's label (confirming or correcting the model) and audit it. A case that
+    another reviewer labelled already changes only with `overwrite` (an admin's deliberate act)."""
     row = instance(session, instance_id)
     if row.status != "scored" or not row.classes:
         raise ReviewError(f"worklist entry {instance_id}: not scored, nothing to review")
     if label not in row.classes:
         raise ReviewError(f"{label!r}: not one of the model's classes {row.classes}")
-    previous = row.review_label
+    if len(note) > MAX_NOTE:
+        raise ReviewError(f"a note holds at most {MAX_NOTE} characters")
+    if row.reviewed_by not in (None, actor) and not overwrite:
+        raise ReviewConflict(
+            f"worklist entry {instance_id}: reviewed already by {row.reviewed_by}; "
+            "only an admin replaces another reviewer's label, with force"
+        )
+    previous, previous_by = row.review_label, row.reviewed_by
     row.review_label, row.review_note = label, note.strip() or None
     row.reviewed_by, row.reviewed_at = actor, now()
     session.add(
@@ -153,6 +171,7 @@ def review(session: Session, instance_id: int, label: str, note: str, actor: str
                 "label": label,
                 "model": row.predicted,
                 "previous": previous,
+                "previous_by": previous_by,
                 "note": note,
             },
         )

@@ -1,0 +1,110 @@
+"""The worklist page in Chromium, at a phone's 390 px and a desk's 1280 px: nothing spills
+sideways, the list comes before the case in one column on the phone, the label buttons are on
+screen; and keys are taken one case at a time (two keys 10 ms apart label two cases)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from cxr.store import worklist
+from cxr.store.database import open_database
+from cxr.store.reviewers import add_reviewer
+from tests.conftest import look
+from tests.radiology.test_review_api import running_worklist, scored
+
+CHROMIUM = shutil.which("chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-dev-shm-usage"]  # fmt: skip
+
+
+@pytest.fixture()
+def reviewer_and_url(data, tmp_path):
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    picture = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    with open_database(url)() as session:
+        for row in scored(6, tmp_path / "spool", picture):
+            worklist.record(session, row)
+        token = add_reviewer(session, "Dr Ann")
+    with running_worklist(url) as served:
+        yield token, served, url
+
+
+def _signed_in(p, url: str, token: str, width: int, who: str = "Dr Ann (reviewer)"):
+    assert CHROMIUM, "the browser test needs Debian's chromium: apt-get install chromium"
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": width, "height": 844 if width < 700 else 900})
+    page.goto(f"{url}/worklist")
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#who")).to_have_text(who)
+    expect(page.locator("#labels button")).to_have_count(2)
+    expect(page.locator("#cam")).to_have_attribute("src", re.compile("^data:image/png"))
+    return browser, page
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_page_fits_the_screen(reviewer_and_url, tmp_path, width):
+    token, url, _ = reviewer_and_url
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, url, token, width)
+        look(page, tmp_path, f"worklist_{width}")  # also: no horizontal overflow
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+        listed = page.locator("#list-box").bounding_box()
+        case = page.locator("#case").bounding_box()
+        if width < 700:  # one column: the list, then the case below it
+            assert case["y"] >= listed["y"] + listed["height"] and case["x"] == listed["x"]
+        else:
+            assert case["x"] > listed["x"] + listed["width"]
+        for button in page.locator("#labels button").all():
+            button.scroll_into_view_if_needed()
+            expect(button).to_be_visible()
+            box = button.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= width
+        page.locator("#monitor summary").click()
+        expect(page.locator("#days tbody tr")).to_have_count(1)
+        look(page, tmp_path, f"worklist_monitor_{width}")
+        browser.close()
+
+
+def test_two_keys_10_ms_apart_label_two_cases(reviewer_and_url):
+    token, url, db = reviewer_and_url
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, url, token, 1280)
+        first = int(page.locator("#study").inner_text().split()[1])
+        page.keyboard.press("1")
+        page.wait_for_timeout(10)
+        page.keyboard.press("1")
+        expect(page.locator("[data-queue=reviewed]")).to_have_text("Reviewed (2)")
+        expect(page.locator("#study")).not_to_contain_text(f"entry {first} ")
+        shown = int(page.locator("#study").inner_text().split()[1])
+        browser.close()
+    with open_database(db)() as session:
+        reviews = [e for e in worklist.audit_trail(session) if e.action == "review"]
+        labelled = [e.detail["entry"] for e in reviews]
+        assert len(labelled) == 2 and len(set(labelled)) == 2 and first in labelled, labelled
+        assert shown not in labelled  # the third case waits for its own key
+        assert worklist.counts(session)["reviewed"] == 2
+
+
+def test_an_admin_replaces_another_reviewers_label_only_on_purpose(reviewer_and_url):
+    _, url, db = reviewer_and_url
+    with open_database(db)() as session:
+        worklist.review(session, 6, "NORMAL", "", "Dr Ann")
+        boss = add_reviewer(session, "Boss", "admin")
+    with sync_playwright() as p:
+        browser, page = _signed_in(p, url, boss, 1280, "Boss (admin)")
+        page.keyboard.press("ArrowRight")  # the Reviewed queue
+        expect(page.locator("#list tbody tr")).to_have_count(1)
+        expect(page.locator("#study")).to_contain_text("entry 6 ")
+        page.keyboard.press("2")  # PNEUMONIA
+        expect(page.locator("#error")).to_contain_text("reviewed already by Dr Ann")
+        page.locator("#replace").click()
+        expect(page.locator("#status")).to_contain_text("entry 6: PNEUMONIA")
+        browser.close()
+    with open_database(db)() as session:
+        row = worklist.instance(session, 6)
+        assert (row.review_label, row.reviewed_by) == ("PNEUMONIA", "Boss")
