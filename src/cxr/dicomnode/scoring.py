@@ -14,6 +14,7 @@ from PIL import Image
 from pydicom import Dataset
 
 from cxr.data.image import XrayImage
+from cxr.data.population import image_statistics
 from cxr.data.reader import read_image
 from cxr.dicomnode.contract import header_problems
 from cxr.dicomnode.spool import key
@@ -79,8 +80,10 @@ class Scorer:
             )
             return Assessment(received)
         received.width, received.height = image.info.width, image.info.height
-        received.pixel_mean = float(image.pixels.mean())
-        received.pixel_std = float(image.pixels.std())
+        # measured as the card's training ranges were (one common size): the monitor compares them
+        stats = image_statistics(image.pixels)
+        received.pixel_mean, received.pixel_std = stats["pixel_mean"], stats["pixel_std"]
+        received.age_years = image.info.age_years
         received.flags = flags(image)
         reasons = [refusal] if refusal else []
         if received.flags:
