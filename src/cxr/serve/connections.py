@@ -16,10 +16,11 @@ KEEP_ALIVE_SECONDS = 5
 
 
 def allowed_hosts(host: str, given: list[str] | None) -> list[str]:
-    """The Host names to answer: those given; on a loopback address the loopback names; on any
-    other address any name (a proxy in front decides; stated at start-up)."""
+    """The Host names to answer: those given and the loopback names (a rebinding page cannot
+    send those: its requests carry its own name); without names, on a loopback address the
+    loopback names, on any other address any name (a proxy in front decides; stated at start)."""
     if given:
-        return given
+        return [*given, *(name for name in LOOPBACK if name not in given)]
     return list(LOOPBACK) if host in LOOPBACK else ["*"]
 
 
