@@ -75,6 +75,7 @@ SKIPPED = {
     "make demo": "its recipe's two commands run one by one, first (ids Makefile:demo)",
     "make test": "the test suite itself",
     "torchrun": "two nodes with four GPUs each",
+    "srun": "a SLURM cluster",
 }
 
 # Commands that must fail here, at once, with exit code 2, no traceback, and these words. The
