@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
+from PIL import Image
 
 from cxr.cli import app, early
 from cxr.cli.benchmark import BACKENDS
@@ -291,7 +293,9 @@ def test_inspect_covid_layout(tmp_path, data):
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"all": {"COVID": 240, "Normal": 240, "Viral Pneumonia": 240}}
-    assert (out / "montage.png").exists() and (out / "class_distribution.png").exists()
+    for figure in ("montage.png", "class_distribution.png"):  # drawn, not blank
+        pixels = np.asarray(Image.open(out / figure).convert("L"), float)
+        assert min(pixels.shape) > 200 and pixels.std() > 10, figure
 
 
 def test_inspect_lists_bad_files_and_never_overwrites_by_default(tmp_path, damaged_folder):

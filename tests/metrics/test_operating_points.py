@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_curve
 
 from cxr.metrics.classification import binary_metrics
@@ -74,3 +76,21 @@ def test_threshold_sweep_matches_binary_metrics_at_every_threshold():
     # by hand at 0.4: .9 .8 .4 positive-and-true, .6 .7 false alarms
     k = points["threshold"].index(0.4)
     assert (points["tp"][k], points["fp"][k], points["fn"][k], points["tn"][k]) == (3, 2, 1, 4)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 20).map(lambda k: k / 20)), min_size=2
+    ).filter(lambda xs: len({t for t, _ in xs}) == 2)
+)
+def test_threshold_sweep_agrees_with_scikit_learn(pairs):
+    """scikit-learn's confusion_matrix_at_thresholds as the oracle, ties and all."""
+    from sklearn.metrics import confusion_matrix_at_thresholds
+
+    truth, p = np.array([t for t, _ in pairs]), np.array([q for _, q in pairs])
+    ours = threshold_sweep(truth, p)
+    tn, fp, fn, tp, thresholds = confusion_matrix_at_thresholds(truth, p)
+    assert ours["threshold"] == thresholds.tolist()
+    for key, oracle in {"tn": tn, "fp": fp, "fn": fn, "tp": tp}.items():
+        assert ours[key] == oracle.tolist(), key

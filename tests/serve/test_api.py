@@ -28,8 +28,8 @@ def _original(data):
     return sorted((data / "chest_xray_originals" / "train" / "PNEUMONIA").glob("*.jpeg"))[0]
 
 
-def test_health_model_card_page_and_docs(client):
-    assert client.get("/healthz").json()["model_loaded"] is True
+def test_health_model_card_page_and_docs(client, model_file):
+    assert client.get("/healthz").json()["model"] == model_file.name  # the file it was given
     card = client.get("/api/model").json()
     assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["data_fingerprint"]
     assert "not a medical device" in client.get("/").text

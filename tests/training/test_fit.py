@@ -12,6 +12,7 @@ from cxr.data.cache import PixelCache
 from cxr.data.reader import read_image
 from cxr.data.xrays import CachedXrays
 from cxr.inference.probabilities import probabilities
+from cxr.metrics.thresholds import choose_threshold
 from cxr.models import create_model, load_model, save_model
 from cxr.training.config import ConfigError, load_config
 from cxr.training.datamodule import PixelTensors
@@ -51,13 +52,24 @@ def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
     }
     history = list(csv.DictReader((run / "history.csv").open()))
     assert len(history) == 1 and history[0]["epoch"] == "1"  # counted as a user counts
-    assert 0 <= float(history[0]["val_auroc"]) <= 1
     metrics = json.loads((run / "metrics.json").read_text())
     model = load_model(run / "model.pt")
     card = model.card
     assert card.classes == ("NORMAL", "PNEUMONIA") and card.positive_class == "PNEUMONIA"
-    assert card.threshold.positive_class == "PNEUMONIA" and 0 <= card.threshold.value <= 1
+    assert card.threshold.positive_class == "PNEUMONIA"
+    # the stored threshold is the one its rule picks on the stored tuning predictions
+    tuning = list(csv.DictReader((run / "tuning_predictions.csv").open()))
+    truth = np.array([r["label"] == "PNEUMONIA" for r in tuning], int)
+    p = np.array([float(r["p_PNEUMONIA"]) for r in tuning])
+    chosen = choose_threshold(truth, p, card.threshold.rule)
+    assert card.threshold.value == pytest.approx(chosen, abs=1e-5)
     assert card.metrics == metrics and card.calibration.verdict
+    # the AUROC logged for the epoch (torchmetrics, on the tuning split) is the one the final
+    # tuning predictions give (scikit-learn): calibration is an affine map of the logit gap,
+    # which keeps the ranking, or reverses it if its slope came out negative
+    slope = card.calibration.scale[0] if card.calibration.scale else 1.0
+    logged = float(history[0]["val_auroc"])
+    assert (logged if slope > 0 else 1 - logged) == pytest.approx(metrics["tuning_auroc"], abs=1e-4)
     assert card.data["tune_fraction"] == 0.15 and card.data_fingerprint
     # the population prediction checks new images against: grey-level ranges, documented ages
     assert card.population["age_years"] == [1.0, 5.0] and card.population["images"] > 0
