@@ -97,7 +97,7 @@ def benchmark_profile(
 
     Example: cxr benchmark profile efficientnet_lite0 --out profile-lite0.json
     """
-    from cxr.profiling import profile_training_step
+    from cxr.training.profiling import profile_training_step
     from cxr.speed import matmul_gflops
 
     chosen = tuple(v.strip() for v in variants.split(","))
