@@ -29,13 +29,14 @@ from sqlalchemy.orm import Session
 from cxr.dicomnode import contract, results
 from cxr.dicomnode.pseudonym import pseudonym, site_key
 from cxr.dicomnode.schema import clean_text, fitted
-from cxr.dicomnode.scoring import SCORED, Assessment, Scorer
+from cxr.dicomnode.scoring import Assessment, Scorer
 from cxr.dicomnode.sender import Destination, SendError, send
 from cxr.dicomnode.spool import Spool, key
 from cxr.errors import CxrError
 from cxr.inference.predictor import load_predictor
 from cxr.store import worklist
 from cxr.store.database import DatabaseError, create, migrate
+from cxr.store.models import Status
 from cxr.store.worklist import Received
 
 log = logging.getLogger("cxr.listen")
@@ -213,7 +214,7 @@ class Node:
             self._assess(path, taken)
         with Session(self.engine, expire_on_commit=False) as session:
             row = worklist.entry(session, sop, digest)
-            if self.cfg.send_to and row.status == SCORED and row.results_sent_at is None:
+            if self.cfg.send_to and row.status == Status.SCORED and row.results_sent_at is None:
                 outbox = self.spool.results(path) or self._recompute(path)
                 if not outbox:
                     log.error("%s: scored before, not scorable now: no results", path.stem)
@@ -237,19 +238,19 @@ class Node:
             assessment = Assessment(_failed(path, why, header))
         received = fitted(assessment.received)
         self._save_previews(path, assessment)
-        if self.cfg.send_to and received.status == SCORED:
+        if self.cfg.send_to and received.status == Status.SCORED:
             self.spool.save_results(path, self._results(header, received, assessment))
         with Session(self.engine, expire_on_commit=False) as session:
             new = worklist.record(session, received)
-        log.info("%s %s: %s", "recorded" if new else "already known", path.stem,
-                 received.predicted if received.status == SCORED else received.reason)  # fmt: skip
+        said = received.predicted if received.status == Status.SCORED else received.reason
+        log.info("%s %s: %s", "recorded" if new else "already known", path.stem, said)
 
     def _recompute(self, path: Path) -> list[Dataset]:
         """Results for a row scored before its outbox existed (or whose outbox was lost)."""
         header = self.spool.header(path)
         assessment = self.scorer.assess(path, header, pseudonym(self.key, header))
         received = fitted(assessment.received)
-        if received.status != SCORED:
+        if received.status != Status.SCORED:
             return []
         outbox = self._results(header, received, assessment)
         self.spool.save_results(path, outbox)

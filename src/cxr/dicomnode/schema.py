@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from cxr.dicomnode.contract import uid_problem
-from cxr.store.models import Instance
+from cxr.store.models import Instance, Status
 from cxr.store.worklist import Received
 
 UID_FIELDS = {"study_instance_uid": "StudyInstanceUID", "series_instance_uid": "SeriesInstanceUID"}
@@ -39,7 +39,7 @@ def fitted(received: Received) -> Received:
 
 
 def _not_scored(out: Received, problems: list[str]) -> None:
-    if out.status == "scored":  # never for headers checked first; kept as the last line
+    if out.status == Status.SCORED:  # never for headers checked first; kept as the last line
         out.status, out.predicted, out.probabilities, out.urgency = "not_scored", None, None, None
     new = [p for p in problems if p not in (out.reason or "")]
     out.reason = "; ".join(filter(None, [out.reason, *new]))

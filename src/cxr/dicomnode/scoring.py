@@ -23,9 +23,9 @@ from cxr.inference.cam import heat_map, overlay
 from cxr.inference.plausibility import flags
 from cxr.inference.predict import Notes, Row, explained_class, score
 from cxr.inference.predictor import Predictor, TorchPredictor
+from cxr.store.models import Status
 from cxr.store.worklist import Received
 
-SCORED, NOT_SCORED = "scored", "not_scored"
 SHOWN_SIDE = 1024  # previews, heat maps and Secondary Captures: enough to read, 4x cheaper
 
 
@@ -67,7 +67,7 @@ class Scorer:
             series_instance_uid=str(header.get("SeriesInstanceUID", "")),
             patient_pseudonym=patient,
             spool_path=str(path.resolve()),
-            status=NOT_SCORED,
+            status=Status.NOT_SCORED,
         )
         if problems := header_problems(header):  # before decoding: no decoder, no CPU spent
             received.reason = "; ".join(filter(None, [refusal, *problems]))
@@ -94,7 +94,7 @@ class Scorer:
         predictor, card = self.predictor, self.predictor.card
         array = card.preprocessing.to_array(image.pixels)
         (row,) = score(predictor, [received.sop_instance_uid], [array], [Notes([], [])])
-        received.status = SCORED
+        received.status = Status.SCORED
         received.model_name, received.model_fingerprint = self.model_name, self.fingerprint
         received.classes = list(card.classes)
         received.probabilities = [round(float(p), 6) for p in row.probs]

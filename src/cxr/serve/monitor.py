@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
-from cxr.store.models import Instance
+from cxr.store.models import Instance, Status
 
 BOOTSTRAP = 500
 PERIOD_DAYS = {"day": 1, "week": 7}
@@ -35,7 +35,7 @@ def monitor(
     day, status, label, predicted, *inputs = (np.array(c) for c in zip(*table, strict=True))
     period = _period(day.astype(float), by)
     starts, which = np.unique(period, return_inverse=True)
-    scored = status == "scored"
+    scored = status == Status.SCORED
     reviewed = np.not_equal(label, None)
     masks = {"received": np.ones_like(scored), "not_scored": ~scored, "reviewed": reviewed,
              "agreed": reviewed & (label == predicted)}  # fmt: skip

@@ -5,6 +5,7 @@ other demographic field. Changes go through an Alembic migration in `migrations/
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -12,6 +13,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+class Status(StrEnum):
+    """What became of a received instance: the one spelling store/, the node and the page use."""
+
+    SCORED = "scored"
+    NOT_SCORED = "not_scored"  # not a chest radiograph, unreadable or refused: `reason` says why
 
 
 class Base(DeclarativeBase):
@@ -34,7 +42,7 @@ class Instance(Base):
     patient_pseudonym: Mapped[str | None] = mapped_column(String(32))
     spool_path: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
-    status: Mapped[str] = mapped_column(String(16), index=True)  # scored | not_scored
+    status: Mapped[str] = mapped_column(String(16), index=True)  # a Status
     reason: Mapped[str | None] = mapped_column(Text)  # why not scored
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     model_name: Mapped[str | None] = mapped_column(String(200))

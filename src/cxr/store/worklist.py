@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cxr.errors import CxrError
-from cxr.store.models import AuditEvent, Instance, now
+from cxr.store.models import AuditEvent, Instance, Status, now
 
 
 class Queue(StrEnum):
@@ -99,9 +99,9 @@ def uid_taken(session: Session, sop_instance_uid: str, content_digest: str) -> b
 def _query(which: Queue):
     query = select(Instance)
     if which is Queue.PENDING:
-        return query.where(Instance.status == "scored", Instance.review_label.is_(None))
+        return query.where(Instance.status == Status.SCORED, Instance.review_label.is_(None))
     if which is Queue.NOT_SCORED:
-        return query.where(Instance.status == "not_scored")
+        return query.where(Instance.status == Status.NOT_SCORED)
     query = query.where(Instance.review_label.is_not(None))
     if which is Queue.DISAGREEMENTS:
         query = query.where(Instance.review_label != Instance.predicted)
@@ -147,7 +147,7 @@ def review(
     """Record a reviewer's label (confirming or correcting the model) and audit it. A case that
     another reviewer labelled already changes only with `overwrite` (an admin's deliberate act)."""
     row = instance(session, instance_id)
-    if row.status != "scored" or not row.classes:
+    if row.status != Status.SCORED or not row.classes:
         raise ReviewError(f"worklist entry {instance_id}: not scored, nothing to review")
     if label not in row.classes:
         raise ReviewError(f"{label!r}: not one of the model's classes {row.classes}")
@@ -195,7 +195,8 @@ def reviewed(session: Session) -> list[Instance]:
 
 def unsent(session: Session) -> list[Instance]:
     """Scored instances whose Secondary Capture and SR have not reached the PACS yet."""
-    query = select(Instance).where(Instance.status == "scored", Instance.results_sent_at.is_(None))
+    waiting = Instance.status == Status.SCORED, Instance.results_sent_at.is_(None)
+    query = select(Instance).where(*waiting)
     return list(session.scalars(query))
 
 
