@@ -5,7 +5,7 @@ from PIL import Image
 from skimage import data as photos
 
 from cxr.errors import CxrError
-from cxr.models import create_model, list_models
+from cxr.models import create_model, list_models, spec_of
 from cxr.models.weights import WeightsError
 from cxr.models.xrv import weights_file
 
@@ -25,13 +25,13 @@ def test_forward_and_backward_at_tiny_size(name):
     assert all(g is not None for g in grads)
     # X-rays need pixels; LeNet-5 keeps the 32 px it was published with, for the comparisons
     assert model.card.preprocessing.size >= (32 if name == "lenet5" else 128)
-    model.get_submodule(model.card.spec.target_layer)  # the Grad-CAM layer exists
+    model.get_submodule(spec_of(model.card).target_layer)  # the Grad-CAM layer exists
 
 
 @pytest.mark.parametrize("depth", [2, 3, 5])
 def test_grad_cam_layer_exists_at_any_depth_of_our_cnn(depth):
     model = create_model("cxr_cnn", depth=depth, width=4)
-    layer = model.get_submodule(model.card.spec.target_layer)
+    layer = model.get_submodule(spec_of(model.card).target_layer)
     assert layer(torch.zeros(1, 1, 64, 64)).shape[1] == 4 * 2 ** (depth - 1)  # the last stage
 
 
@@ -116,7 +116,7 @@ def test_lenet5_is_the_published_network():
     x = torch.zeros(1, 1, 32, 32)
     sides = [model.features[: k + 1](x).shape[-1] for k in (0, 2, 3, 5)]
     assert sides == [28, 14, 10, 5]
-    assert model.card.preprocessing.size == 32 and model.card.spec.target_layer == "features.4"
+    assert model.card.preprocessing.size == 32 and spec_of(model.card).target_layer == "features.4"
     with torch.no_grad():  # a larger model.size keeps the same head
         assert model.eval()(torch.zeros(2, 1, 128, 128)).shape == (2, 10)
     with pytest.raises(CxrError, match="no pretrained weights"):

@@ -24,6 +24,7 @@ from cxr.data.image import XrayImage
 from cxr.data.reader import read_image
 from cxr.inference.predict import Worklist, cam_caption, explained_class
 from cxr.inference.predictor import TorchPredictor
+from cxr.models.registry import spec_of
 from cxr.outputs import new_folder
 from cxr.progress import Stages, silent
 
@@ -36,7 +37,7 @@ def heat_map(model: nn.Module, image: XrayImage, class_index: int) -> np.ndarray
     """Grad-CAM for `class_index`, in [0, 1], at the model's input size (square)."""
     prep = model.card.preprocessing
     x = torch.from_numpy(prep.to_array(image.pixels))[None]
-    layer = model.get_submodule(model.card.spec.target_layer)
+    layer = model.get_submodule(spec_of(model.card).target_layer)
     with GradCAM(model=model, target_layers=[layer]) as cam:
         small = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])[0]
     return np.clip(small.astype(np.float32), 0, 1)

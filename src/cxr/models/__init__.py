@@ -2,7 +2,14 @@
 
 from cxr.models import cnn, ensemble, pretrained, xrv  # noqa: F401  (registers the models)
 from cxr.models.io import load_model, save_model
-from cxr.models.registry import ModelSpec, create_model, list_models, model_spec, register_model
+from cxr.models.registry import (
+    ModelSpec,
+    create_model,
+    list_models,
+    model_spec,
+    register_model,
+    spec_of,
+)
 
 __all__ = [
     "ModelSpec",
@@ -12,4 +19,5 @@ __all__ = [
     "model_spec",
     "register_model",
     "save_model",
+    "spec_of",
 ]

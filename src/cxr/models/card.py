@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cxr.data.labels import SCHEMES
+from cxr.data.labels import SCHEMES, LabelScheme
 from cxr.data.preprocess import Preprocessing
 from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
@@ -153,22 +153,8 @@ class ModelCard:
             self, threshold=dataclasses.replace(self.threshold, value=value, source=source)
         )
 
-    @property
-    def spec(self):
-        """The registry's entry: where the head and the Grad-CAM layer are."""
-        from cxr.models.registry import model_spec
-
-        spec = model_spec(self.architecture)
-        if self.members:  # an ensemble: Grad-CAM explains its output through its first member
-            first = self.args["members"][0]
-            layer = model_spec(first["architecture"]).target_layer
-            spec = dataclasses.replace(spec, target_layer=f"members.0.{layer}")
-        return spec
-
     # --- the data it came from -------------------------------------------------------------
     def label_scheme_object(self):
-        from cxr.data.labels import LabelScheme
-
         return LabelScheme(self.label_scheme, self.negative)
 
     def dataset_for(self, root=None):

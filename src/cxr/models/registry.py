@@ -6,6 +6,7 @@ arguments, preprocessing) as `model.card`, the one extra attribute, which traini
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from cxr.data.preprocess import Preprocessing
 from cxr.errors import CxrError
+from cxr.models.card import ModelCard
 
 Builder = Callable[..., nn.Module]
 
@@ -62,13 +64,22 @@ def model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def spec_of(card: ModelCard) -> ModelSpec:
+    """Where a carded model's head and Grad-CAM layer are. The card knows nothing of the registry
+    (as timm's pretrained_cfg knows nothing of its): the registry reads the card."""
+    spec = model_spec(card.architecture)
+    if card.members:  # an ensemble: Grad-CAM explains its output through its first member
+        first = card.args["members"][0]
+        layer = model_spec(first["architecture"]).target_layer
+        spec = dataclasses.replace(spec, target_layer=f"members.0.{layer}")
+    return spec
+
+
 def create_model(
     name: str, pretrained: bool = False, num_classes: int = 2, in_chans: int = 1, **kwargs
 ) -> nn.Module:
     """Build a model; `model.card` says what it is, `model_spec(name)` where its head and Grad-CAM
     layer are."""
-    from cxr.models.card import ModelCard
-
     spec = model_spec(name)
     if pretrained and spec.pretrained_source is None:
         raise CxrError(f"{name} has no pretrained weights; it is trained from scratch")

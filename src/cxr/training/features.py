@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cxr.data.preprocess import Preprocessing
+from cxr.models.registry import spec_of
 from cxr.training.config import DataConfig
 from cxr.training.datamodule import PixelTensors, XrayDataModule
 
@@ -35,7 +36,7 @@ def head_inputs(
 ) -> torch.Tensor:
     """What the model's head receives for each image, from the backbone in eval mode."""
     prep = model.card.preprocessing
-    head = model.get_submodule(model.card.spec.head)
+    head = model.get_submodule(spec_of(model.card).head)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _, args: captured.append(args[0].float().cpu()))
     was_training = model.training

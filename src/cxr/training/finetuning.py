@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from timm.models import group_modules
 from torch import nn
 
+from cxr.models.registry import spec_of
 from cxr.training.config import ConfigError
 
 
@@ -45,7 +46,7 @@ class HeadFirst(BaseFinetuning):
     def _backbone(self, pl_module: L.LightningModule):
         """Every leaf module outside the head (the head may sit inside a container, as VGG's
         `classifier.6` does) and outside the early stages that never train."""
-        head = pl_module.model.card.spec.head
+        head = spec_of(pl_module.model.card).head
         frozen = {id(m) for m in pl_module.frozen}
         return [
             module

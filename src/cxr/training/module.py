@@ -9,6 +9,7 @@ import torchmetrics
 from timm.data import Mixup
 from torch import nn
 
+from cxr.models.registry import spec_of
 from cxr.training.augment import BatchAugment
 from cxr.training.config import OptimConfig
 from cxr.training.finetuning import early_stages
@@ -44,7 +45,7 @@ class XrayClassifier(L.LightningModule):
         self.register_buffer("class_weights", class_weights, persistent=False)
         prep = model.card.preprocessing
         self.mean, self.std = prep.mean, prep.std
-        self.head = model.get_submodule(model.card.spec.head)
+        self.head = model.get_submodule(spec_of(model.card).head)
         self.frozen = [model.get_submodule(n) for n in early_stages(model, optim.freeze_stages)]
         for module in self.frozen:
             module.requires_grad_(False)
