@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright
 from tests.conftest import look, train_tiny
 
@@ -60,11 +61,12 @@ def test_evaluate_rebuilds_the_tuning_part_exactly_and_tests_on_other_patients(
     assert info["card"]["threshold"]["source"] == "tuning split"
     assert set(info["ci95"]) >= {"auroc", "sensitivity", "specificity", "ece"}
     assert info["bootstrap"]["unit"] == "patient"
-    for name in ("roc", "precision_recall", "threshold", "confusion_matrix", "reliability"):
-        assert (tmp_path / "e" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "e" / "learning_curves.png").exists()
+    for name in ("roc", "precision_recall", "threshold", "confusion_matrix", "reliability",
+                 "learning_curves"):  # fmt: skip
+        pixels = np.asarray(Image.open(tmp_path / "e" / f"{name}.png").convert("L"), float)
+        assert min(pixels.shape) > 200 and pixels.std() > 10, name  # drawn, not blank
     header = (tmp_path / "e" / "predictions.csv").read_text().splitlines()[0]
-    assert header == "path,digest,patient,label,p_NORMAL,p_PNEUMONIA,predicted"
+    assert header == "path,digest,patient,label,p_NORMAL,p_PNEUMONIA,predicted,threshold,seen"
 
 
 def test_evaluate_dicom_folder_and_refusals(runs, data, tmp_path):
@@ -124,6 +126,9 @@ def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_pat
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "expected calibration error" in result.stdout
+    verdict = result.stdout.splitlines()[1]  # measured on the site's images, not the tuning split
+    assert "tuning" not in verdict and "predictions.csv" in " ".join(result.stdout.split())
+    assert "labels a site needs: " in result.stdout
     folder = data / "dicom_cxr" / "kermany_wrapped"
     before = evaluate(model, folder, out=tmp_path / "b1", bootstrap=10).predictions
     after = evaluate(tmp_path / "c.pt", folder, out=tmp_path / "b2", bootstrap=10).predictions
@@ -174,7 +179,7 @@ def test_report_renders_every_figure_in_chromium(runs, tmp_path):
     html = out.read_text()
     for text in ("Decisions and conclusions", "DeLong", "McNemar", "bacterial vs viral",
                  "Confusion matrix", "Learning curves", "Model: three", "internal test",
-                 "Calibration", "official test split", "Images from ",
+                 "Calibration", "Glossary", "Images from ",
                  "Operating-point explorer", "width 8, depth 3"):  # fmt: skip
         assert text in html, text
     assert "{'" not in html  # no raw Python dict in the model card

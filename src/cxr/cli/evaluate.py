@@ -67,6 +67,14 @@ def evaluate_command(
             "JPEG, resolution, rotation, crop) at several strengths: shift.json and shift.png.",
         ),
     ] = False,
+    unseen_only: Annotated[
+        bool,
+        typer.Option(
+            "--unseen-only",
+            help="Score only the images that are not the model's own training or tuning "
+            "radiographs (its internal-test ones stay: the model never learned from them).",
+        ),
+    ] = False,
 ) -> None:
     """Measure a frozen model on labelled images: predictions.csv, metrics.json (95 % CIs) and
     figures. The threshold and calibration are the ones stored in the model file.
@@ -90,12 +98,18 @@ def evaluate_command(
             progress=stages,
             label_map=labels,
             shift=shift,
+            unseen_only=unseen_only,
         )
     for warning in result.warnings:
         warn(warning)
     for path, reason in result.failures:
         say(f"unreadable {path}: {reason}", "red")
     print_scores(result.predictions, result.scores)
+    from cxr.evaluation.drift import shift_line
+
+    line = shift_line(result.predictions.card, result.predictions.probs)
+    if line:
+        warn(line)
     if result.shift:
         from cxr.evaluation.shift import shift_conclusion
 
@@ -143,6 +157,20 @@ def calibrate_command(
         f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
         f"wrote {result.out}"
     )
+    from cxr.evaluation.drift import label_budget
+    from cxr.models.io import read_card
+
+    card = read_card(model)
+    budget = label_budget(card)
+    if budget is None:
+        kept = len(card.tuning.get("targets", ()))
+        say(f"labels a site needs: not estimated ({kept} tuning predictions in the model file)")
+    else:
+        needed, curve = budget
+        say(
+            f"labels a site needs: about {needed} (held-out ECE on the tuning split after "
+            f"calibrating on n images: {', '.join(f'n={n} {ece:.3f}' for n, ece in curve)})"
+        )
 
 
 @app.command("ensemble")

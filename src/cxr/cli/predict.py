@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from cxr.cli.archive import ArchiveRun, out_unless_resumed, run_archive
 from cxr.cli.common import (
-    Images,
     Model,
     ModelFormat,
     OptionalImages,
@@ -31,9 +31,15 @@ from cxr.outputs import must_be_new
 @app.command("predict")
 def predict_command(
     model: Model,
-    images: Images,
+    images: OptionalImages = None,
     out: Annotated[
-        Path | None, out_option("Worklist file to write, .csv or .json (default: the screen)")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Worklist file to write, .csv or .json (default: the screen); with the archive "
+            "options a folder (--resume finishes one); must not exist: cxr never overwrites.",
+            callback=out_unless_resumed,
+        ),
     ] = None,
     cam: Annotated[
         Path | None,
@@ -59,6 +65,45 @@ def predict_command(
             help="Write a stable hash (file-<16 hex>) instead of each file name, everywhere.",
         ),
     ] = False,
+    score_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--score-anyway",
+            help="Also print the scores (and heat maps) of images flagged as probably not frontal "
+            "chest X-rays, each beside its flags; they stay unranked.",
+        ),
+    ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Archive scoring: processes per machine (Lightning devices).", min=1),
+    ] = None,
+    num_nodes: Annotated[
+        int, typer.Option(help="Archive scoring: machines (torchrun or SLURM starts them).", min=1)
+    ] = 1,
+    strategy: Annotated[
+        str, typer.Option(help="Archive scoring: Lightning strategy (auto: ddp for 2+).")
+    ] = "auto",
+    lists: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--list",
+            help="Archive scoring: a listing of paths (text or CSV 'path').",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    dicomweb: Annotated[
+        str | None, typer.Option(help="Archive scoring: a DICOMweb server's URL (with --study).")
+    ] = None,
+    study: Annotated[
+        list[str] | None, typer.Option(help="Archive scoring: a Study Instance UID to score.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", is_eager=True, help="Archive scoring: finish the run in --out FOLDER."
+        ),
+    ] = False,
 ) -> None:
     """A triage worklist, most urgent first: probabilities and the decision at the model's
     threshold. Images that are probably not frontal chest X-rays are listed apart, not scored;
@@ -67,6 +112,17 @@ def predict_command(
 
     Example: cxr predict runs/quick/model.pt ../shared/data/dicom_cxr --out worklist.csv --cam cams
     """
+    archive = ArchiveRun(lists or [], dicomweb, study or [], devices, num_nodes, strategy, resume)
+    if archive.wanted:
+        if cam is not None:
+            raise CxrError("--cam is not available when scoring an archive")
+        fmt = "json" if output_format == OutputFormat.json else "csv"
+        run_archive(
+            archive, model, images or [], out, fmt, batch, workers, pseudonymize_names, score_anyway
+        )
+        return
+    if not images:
+        raise CxrError("nothing to score: give IMAGES (files or folders)")
     if cam is not None:
         must_be_new(cam)
     suffix = out.suffix[1:] if out is not None else ""
@@ -87,7 +143,9 @@ def predict_command(
     if cam_class is not None:
         known_class(predictor, cam_class)  # a card the early check could not read
     with progress() as stages:
-        worklist = predict_paths(predictor, images, batch, workers, stages, pseudonymize_names)
+        worklist = predict_paths(
+            predictor, images, batch, workers, stages, pseudonymize_names, score_anyway
+        )
         if cam is not None:
             from cxr.inference.cam import save_heat_maps
             from cxr.inference.predict import expand, pseudonym
@@ -110,6 +168,14 @@ def predict_command(
         print_worklist(worklist, show)
     if cam is not None:
         say(f"Grad-CAM heat maps: {cam}")
+    if worklist.rows:
+        import numpy as np
+
+        from cxr.evaluation.drift import shift_line
+
+        line = shift_line(predictor.card, np.stack([r.probs for r in worklist.rows]))
+        if line:
+            say(f"warning: {line}", "yellow")
     for path, reason in worklist.failures:
         console.print(f"[red]skipped[/red] {escape(f'{path}: {reason}')}", highlight=False)
     if worklist.failures:
@@ -184,6 +250,18 @@ def serve_command(
             "--pseudonymize-names", help="Answer with a stable hash instead of file names."
         ),
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name the server answers to (repeatable; default: the loopback names "
+            "on 127.0.0.1, any name elsewhere).",
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log", help="Log every request (off: one line per request adds up)."),
+    ] = False,
 ) -> None:
     """The web page and API: drop an X-ray, see the prediction and heat map; triage a batch.
     Set CXR_API_TOKEN to require `Authorization: Bearer <token>` on the API; without it the
@@ -209,12 +287,15 @@ def serve_command(
     token = api_token(no_auth)
     if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
         raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
-    app_ = create_app(cfg)
+    from cxr.serve.connections import allowed_hosts, describe_hosts, hardened
+
+    app_, limits = hardened(create_app(cfg), host, allowed_host)
     say(
         f"serving {model} on http://{host}:{port}  (API docs: /docs)\n"
         f"auth: {describe(token, worklist=db is not None)}; limits: {cfg.limits()}"
         + ("; file names pseudonymized" if pseudonymize_names else "")
+        + f"; Host header: {describe_hosts(allowed_hosts(host, allowed_host))}"
     )
     if db is not None:
         say(f"worklist: http://{host}:{port}/worklist")
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log, **limits)

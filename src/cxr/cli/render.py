@@ -57,27 +57,29 @@ def print_worklist(worklist, show: int) -> None:
             f"(urgency = {worklist.urgency_of})"
         )
     )
-    for column in ("rank", "file", "urgency", "decision", "warnings"):
+    for column in ("rank", "file", "urgency", "decision (threshold)", "warnings"):
         table.add_column(column)
     for row in worklist.rows[:show]:
         table.add_row(
             str(row.rank),
             escape(Path(row.path).name),
             f"{row.urgency:.3f}",
-            escape(row.predicted),
+            escape(row.decision),
             escape("; ".join(row.warnings)),
         )
     console.print(table)
     if len(worklist.rows) > show:
         say(f"... {len(worklist.rows) - show} more (--show, --out)")
     if worklist.not_scored:
+        anyway = any(r.score_anyway for r in worklist.not_scored)
         apart = Table(
             title=f"not scored: {len(worklist.not_scored)} probably not frontal chest X-rays"
         )
-        for column in ("file", "why"):
+        for column in ("file", "why", *(["scored anyway (--score-anyway)"] if anyway else [])):
             apart.add_column(column)
         for row in worklist.not_scored[:show]:
-            apart.add_row(escape(Path(row.path).name), escape("; ".join(row.flags)))
+            shown = [escape(row.decision)] if anyway else []
+            apart.add_row(escape(Path(row.path).name), escape("; ".join(row.flags)), *shown)
         console.print(apart)
 
 
@@ -87,8 +89,12 @@ def print_comparison(comparison) -> None:
     for key in comparison.columns:
         table.add_column(key)
     for m, s in zip(comparison.models, comparison.scores, strict=True):
-        table.add_row(escape(m.name), *[number(s["metrics"][k]) for k in comparison.columns])
+        name = m.name + (f" (trained on {m.learned_from} of these)" if m.learned_from else "")
+        table.add_row(escape(name), *[number(s["metrics"][k]) for k in comparison.columns])
     console.print(table)
+    for name, warning in comparison.caveats():
+        say(f"warning, {name}: {warning}", "yellow")
+    unfair = comparison.unfair()
     for pair in comparison.pairs:
         text = f"{pair.a} vs {pair.b}: "
         if pair.delong:
@@ -98,6 +104,8 @@ def print_comparison(comparison) -> None:
             f"McNemar {pair.mcnemar.only_a_right}/{pair.mcnemar.only_b_right} "
             f"p={pair.mcnemar.p_value:.3g}"
         )
+        if unfair:
+            text += f" (no winner: {'; '.join(unfair)})"
         say(text)
 
 
@@ -211,4 +219,17 @@ def print_cv(folder) -> None:
         table.add_column(column)
     for key, v in cv["summary"].items():
         table.add_row(key, *[number(v[k]) for k in ("mean", "sd", "min", "max")])
+    console.print(table)
+
+
+def print_decode_costs(rows) -> None:
+    """`cxr benchmark decode`: memory and CPU one image can cost, against a real radiograph."""
+    table = Table(title="the reader at its limits, each file read in a fresh process")
+    for column in ("case", "file MiB", "+ peak MiB", "CPU s", "× yardstick", "outcome"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            escape(r.case), f"{r.file_mib:g}", f"{r.extra_mib:.0f}", f"{r.cpu_s:.2f}",
+            f"{r.times_yardstick:g}", escape(r.outcome),
+        )  # fmt: skip
     console.print(table)

@@ -51,6 +51,15 @@ def _moved_threshold(card: ModelCard, new: Calibration) -> ModelCard:
     return dataclasses.replace(card, threshold=dataclasses.replace(card.threshold, value=value))
 
 
+def _where(verdict: str, predictions: Path) -> str:
+    """The verdict names the images it was measured on: a run's own tuning split, or the file
+    given (another site's predictions are no tuning split)."""
+    if predictions.name == "tuning_predictions.csv":
+        return verdict
+    here = f"on the labelled images of {predictions} (patients held out in turn)"
+    return verdict.replace("on the tuning split", here).replace("tuning images", "images")
+
+
 def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "auto") -> Calibrated:
     if out.exists():
         raise CxrError(f"{out} exists; cxr never overwrites a model file (choose another --out)")
@@ -65,6 +74,7 @@ def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "aut
         fitted = choose_calibration(log_p, targets, card.positive, method, groups)
     except ValueError as exc:
         raise CxrError(f"{predictions}: {exc}") from exc
+    fitted = dataclasses.replace(fitted, verdict=_where(fitted.verdict, predictions))
     if fitted.method == "none":
         raise CxrError(f"{predictions}: {fitted.verdict}; {model} is left as it is")
     before = calibration_error(targets, probs, card.positive)

@@ -37,6 +37,18 @@ class Comparison:
     def columns(self) -> tuple[str, ...]:
         return TABLE if self.models[0].binary else TABLE_MULTICLASS
 
+    def caveats(self) -> list[tuple[str, str]]:
+        """(model, warning) for every warning its evaluation carried, to print beside its row."""
+        return [(m.name, w) for m in self.models for w in m.warnings]
+
+    def unfair(self) -> list[str]:
+        """Why no winner may be called: models that trained or were tuned on these images."""
+        return [
+            f"{m.name} trained or was tuned on {m.learned_from} of these {len(m.paths)} images"
+            for m in self.models
+            if m.learned_from
+        ]
+
     def best(self) -> int:
         key = "auroc" if self.models[0].binary else "macro_auroc"
         return int(np.nanargmax([s["metrics"][key] for s in self.scores]))
@@ -77,9 +89,10 @@ def aligned(models: list[Predictions]) -> list[Predictions]:
             )
         position = {k: i for i, k in enumerate(keys)}
         idx = np.array([position[k] for k in first_keys])
-        for column in ("paths", "digest", "patients", "labels"):
+        for column in ("paths", "digest", "patients", "labels", "seen"):
             values = getattr(other, column)
-            setattr(other, column, [values[i] for i in idx])
+            if values is not None:
+                setattr(other, column, [values[i] for i in idx])
         other.probs = other.probs[idx]
         out.append(other)
     return out
@@ -118,6 +131,7 @@ def write(comparison: Comparison, out: Path) -> None:
             {
                 "model": m.name,
                 "split": m.split,
+                "warnings": m.warnings,
                 **{k: s["metrics"].get(k) for k in comparison.columns},
                 **{f"{k}_ci95": s["ci95"].get(k) for k in comparison.columns},
             }
@@ -132,7 +146,11 @@ def write(comparison: Comparison, out: Path) -> None:
         for p in comparison.pairs
     ]
     (out / "comparison.json").write_text(
-        json.dumps({"models": rows, "pairs": pairs}, indent=2, default=float)
+        json.dumps(
+            {"models": rows, "pairs": pairs, "no_winner_because": comparison.unfair()},
+            indent=2,
+            default=float,
+        )
     )
     plots.roc_figure(comparison.models).savefig(out / "roc_overlay.png", dpi=110)
     plots.pr_figure(comparison.models).savefig(out / "pr_overlay.png", dpi=110)

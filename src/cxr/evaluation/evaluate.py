@@ -70,22 +70,39 @@ def _records(
     return chosen
 
 
-def _overlap_warning(card: ModelCard, images: CachedImages, workers: int) -> str | None:
-    """Images that are the model's own training or tuning radiographs, re-encoded or not."""
+SEEN_PARTS = ("training", "tuning", INTERNAL_TEST)  # the `seen` column's answers, besides "no"
+LEARNED_FROM = ("training", "tuning")  # what the weights, threshold or calibration saw
+
+
+def seen_in(card: ModelCard, images: CachedImages, workers: int) -> tuple[list[str], str | None]:
+    """Per image, which part of the model's own data it is (the same radiograph, re-encoded or
+    not): "training", "tuning", "internal-test" or "no"; "unknown" for all when the training
+    data cannot be rebuilt from the card, with the warning that says the check did not run."""
     try:
         protocol = card.protocol()
-    except CxrError:
-        return None
-    seen = [r.path for r in protocol.train + protocol.tune]
-    reference = PixelCache(images.size).load(seen, workers=workers)
+    except CxrError as exc:
+        return ["unknown"] * len(images), (
+            f"overlap check not run ({exc}): the model file stores no digests of its training "
+            "images, so some of these may be its own training radiographs; run where the "
+            f"training data ({card.data.get('root', '?')}) is reachable, or set CXR_DATA"
+        )
     rows = lambda cached: np.stack([cached[i] for i in range(len(cached))])  # noqa: E731
-    same = near_duplicates(rows(images), rows(reference)) if len(reference) else []
-    if not np.any(same):
-        return None
-    return (
-        f"{int(np.sum(same))} of {len(images)} images are the model's own training or tuning "
-        "radiographs (the same pixels, perhaps re-encoded or resized): these numbers are not a "
-        "held-out measurement"
+    query = rows(images)
+    seen = np.full(len(images), "no", dtype=object)
+    parts = (protocol.train, protocol.tune, protocol.test)
+    for name, records in zip(SEEN_PARTS, parts, strict=True):
+        reference = PixelCache(images.size).load([r.path for r in records], workers=workers)
+        if len(reference):
+            seen[(seen == "no") & near_duplicates(query, rows(reference))] = name
+    learned = int(np.isin(seen, LEARNED_FROM).sum())
+    if not learned:
+        return list(seen), None
+    counts = ", ".join(f"{int((seen == n).sum())} {n}" for n in LEARNED_FROM if (seen == n).any())
+    return list(seen), (
+        f"{learned} of {len(images)} images are the model's own training or tuning radiographs "
+        f"({counts}; the same pixels, perhaps re-encoded or resized): these numbers are not a "
+        "held-out measurement (predictions.csv marks them in `seen`; --unseen-only leaves them "
+        "out)"
     )
 
 
@@ -101,6 +118,7 @@ def evaluate(
     progress: Stages = silent,
     label_map: dict[str, str] | None = None,
     shift: bool = False,
+    unseen_only: bool = False,
 ) -> Evaluation:
     if out is not None:
         must_be_new(out)
@@ -128,12 +146,15 @@ def evaluate(
     )
     if not len(images):
         raise DatasetError(f"{dataset.root}: none of the {len(records)} images could be read")
-    if split not in PROTOCOL_PARTS and split != "train":
-        warning = _overlap_warning(card, images, workers)
-        if warning:
-            warnings.append(warning)
     by_path = {r.path: r for r in records}
     kept = [by_path[p] for p in images.paths]
+    if split in PROTOCOL_PARTS or split == "train":
+        part = {"train": "training", "tuning": "tuning", INTERNAL_TEST: INTERNAL_TEST}[split]
+        seen = [part] * len(kept)
+    else:
+        seen, warning = seen_in(card, images, workers)
+        if warning:
+            warnings.append(warning)
     targets = [card.classes.index(r.label) for r in kept]
     loader = DataLoader(CachedXrays(images, targets, prep), batch_size=64)
     step = progress("predicting", len(kept))
@@ -142,6 +163,24 @@ def evaluate(
         probs.append(predictor.predict(x.numpy()))
         step(len(x))
     probs = np.concatenate(probs)
+    digests = list(images.digests)
+    if unseen_only:
+        keep = [i for i, s in enumerate(seen) if s not in LEARNED_FROM]
+        if "unknown" in seen:
+            raise DatasetError(f"--unseen-only: {warnings[-1]}")
+        if not keep:
+            raise DatasetError("--unseen-only: every image is a training or tuning radiograph")
+        warnings = [w for w in warnings if "training or tuning radiographs" not in w]
+        warnings.append(
+            f"--unseen-only: {len(kept) - len(keep)} of the model's own training or tuning "
+            f"radiographs left out; {len(keep)} images scored"
+        )
+        kept, seen, digests = (
+            [kept[i] for i in keep],
+            [seen[i] for i in keep],
+            [digests[i] for i in keep],
+        )
+        targets, probs = [targets[i] for i in keep], probs[keep]
     if threshold is not None:
         if card.threshold is None:
             raise DatasetError("--threshold applies to binary models only")
@@ -155,13 +194,15 @@ def evaluate(
         name=_name(Path(model)),
         card=card,
         paths=[str(r.path) for r in kept],
-        digest=list(images.digests),
+        digest=digests,
         patients=[r.group or "" for r in kept],
         labels=[r.label for r in kept],
         probs=np.round(probs, 6),  # what the CSV holds: every figure is computed from it
         split=split_name,
         data=str(dataset.root.resolve()),
         model_file=Path(model).resolve(),
+        seen=seen,
+        warnings=warnings,
     )
     history = Path(model).parent / "history.csv"
     predictions.history = history if history.is_file() else None
@@ -183,6 +224,7 @@ def evaluate(
         "n_images": len(kept),
         "unreadable": len(failures),
         "warnings": warnings,
+        "seen": {part: seen.count(part) for part in dict.fromkeys(seen)},
         **scores,
         "card": card.to_dict(),
     }

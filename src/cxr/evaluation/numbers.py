@@ -19,3 +19,23 @@ def interval(lo_hi: tuple[float, float] | list[float] | None, digits: int = DIGI
     if not lo_hi:
         return ""
     return f"{number(lo_hi[0], digits)}–{number(lo_hi[1], digits)}"
+
+
+def percent(p: float) -> str:
+    """A probability as a percentage that never claims certainty: "> 99.9 %" rather than
+    "100.0 %", "< 0.1 %" rather than "0.0 %"."""
+    shown = round(100 * float(p), 1)
+    if shown >= 100:
+        return "> 99.9 %"
+    if shown <= 0:
+        return "< 0.1 %"
+    return f"{shown:.1f} %"
+
+
+def versus(p: float, threshold: float) -> tuple[str, str]:
+    """`p` and `threshold` to as few decimals (3 at least) as keep them apart, so the printed
+    comparison never contradicts the decision (0.9328 against 0.93261, not 0.933 < 0.933)."""
+    digits = 3
+    while digits < 8 and round(p, digits) == round(threshold, digits) and p != threshold:
+        digits += 1
+    return f"{p:.{digits}f}", f"{threshold:.{digits}f}"

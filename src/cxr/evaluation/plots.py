@@ -208,7 +208,7 @@ def errors_figure(p: Predictions, count: int = 8, columns: int = 4) -> Figure:
             ax.text(0.5, 0.5, "unreadable", ha="center")
         ax.set_title(
             f"{_short(Path(p.paths[i]).name)}\ntrue {p.labels[i]}\n"
-            f"called {p.classes[d[i]]} ({p.probs[i, d[i]]:.2f})",
+            f"called {p.classes[d[i]]}\n(P({p.classes[d[i]]}) {p.probs[i, d[i]]:.2f})",
             fontsize=10,
         )
     return fig

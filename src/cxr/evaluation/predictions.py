@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,17 @@ class Predictions:
     data: str = ""  # the folder they came from
     model_file: Path | None = None
     history: Path | None = None
+    # per image, whether it is the model's own "training" / "tuning" / "internal-test"
+    # radiograph or "no" (see cxr.evaluation.evaluate.seen_in); None where nobody checked
+    seen: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)  # the evaluation's, to travel with it
+
+    @property
+    def learned_from(self) -> int:
+        """How many of these images the model trained or was tuned on (0 where unchecked)."""
+        if self.split in {"tuning", "train"}:
+            return len(self.paths)
+        return sum(s in {"training", "tuning"} for s in self.seen or ())
 
     @property
     def classes(self) -> list[str]:
@@ -79,14 +90,16 @@ class Predictions:
     def write_csv(self, path: Path) -> None:
         predicted = self.decisions()
         header = ["path", "digest", "patient", "label", *[f"p_{c}" for c in self.classes]]
+        value = getattr(self.threshold, "value", None) if self.binary else None
+        seen = self.seen or ["unknown"] * len(self.paths)
         rows = (
             [self.paths[i], self.digest[i], self.patients[i], self.labels[i]]
             + [f"{v:.6f}" for v in row]
-            + [self.classes[predicted[i]]]
+            + [self.classes[predicted[i]], "" if value is None else f"{value:.6g}", seen[i]]
             for i, row in enumerate(self.probs)
         )
         with path.open("w", newline="") as fh:
-            write_rows(fh, [[*header, "predicted"], *rows])
+            write_rows(fh, [[*header, "predicted", "threshold", "seen"], *rows])
 
 
 def read_predictions_csv(path: Path, card: ModelCard) -> dict[str, list]:
@@ -106,6 +119,7 @@ def read_predictions_csv(path: Path, card: ModelCard) -> dict[str, list]:
         "patients": [read_cell(r["patient"]) for r in rows],
         "labels": [read_cell(r["label"]) for r in rows],
         "probs": np.array([[float(r[f"p_{c}"]) for c in card.classes] for r in rows]),
+        "seen": [r["seen"] for r in rows] if "seen" in (reader.fieldnames or []) else None,
     }
 
 
@@ -118,10 +132,13 @@ def load_predictions(folder: Path) -> Predictions:
         card = ModelCard.from_dict(info["card"])
         csv_path, model_file = folder / EVAL_PREDICTIONS, Path(info["model"])
         split, name, data = info["split"], info["name"], info.get("data", "")
+        warnings = list(info.get("warnings", []))
     elif (folder / RUN_PREDICTIONS).is_file():
         csv_path, model_file = folder / RUN_PREDICTIONS, folder / "model.pt"
         card = read_card(model_file)
         split, name, data = "tuning", folder.name, card.data.get("root", "")
+        warnings = ["the tuning split chose this model's epoch, calibration and threshold: its "
+                    "figures are optimistic, not a held-out measurement"]  # fmt: skip
     else:
         raise CxrError(
             f"{folder}: neither a training run ({RUN_PREDICTIONS}) "
@@ -136,6 +153,7 @@ def load_predictions(folder: Path) -> Predictions:
         data=data,
         model_file=model_file,
         history=history if history.is_file() else None,
+        warnings=warnings,
         **columns,
     )
 

@@ -19,6 +19,12 @@ from cxr.data.inspect import Summary, plot_class_distribution, summarise
 from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.compare import Comparison, compare
+from cxr.evaluation.conclusions import (
+    READABLE_ECE,
+    study_conclusions,
+    verdicts,
+    warning_lines,
+)
 from cxr.evaluation.cv import read_cv
 from cxr.evaluation.explorer import WIDGET, predictions_explorer
 from cxr.evaluation.numbers import interval, number
@@ -30,25 +36,6 @@ from cxr.progress import Stages, silent
 from cxr.settings import resolve_data
 
 SIGNIFICANCE = 0.05
-# What internal validation missed on this data: the project's own models, measured on Kermany's
-# official test split (new patients, kept outside the repository), against their own reports.
-EXTERNAL_GAP = [
-    (
-        "make demo model (cxr_cnn, before this protocol)",
-        "0.995 / 0.951 / 0.974",
-        "0.961 / 0.987 / 0.692",
-    ),
-    (
-        "EfficientNet-Lite0, head first then fine-tuned",
-        "0.996 / 0.951 / 0.984",
-        "0.967 / 0.982 / 0.803",
-    ),
-    (
-        "EfficientNet-Lite0, all layers one-cycle, augmented",
-        "0.997 / – / –",
-        "0.990 / 0.990 / 0.850",
-    ),
-]
 
 
 @dataclass
@@ -171,10 +158,9 @@ def section_conclusions(s: Section) -> list[str]:
             f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
             "both move with prevalence, so expect other numbers where the case mix differs."
         )
-        verdict = p.card.calibration.verdict
         out.append(
             f"Calibration here: expected calibration error {number(m['ece'])}, Brier score "
-            f"{number(m['brier'])}." + (f" On the tuning split, {verdict}." if verdict else "")
+            f"{number(m['brier'])}."
         )
     else:
         cm = np.array(m["confusion_matrix"], float)
@@ -203,17 +189,35 @@ def section_conclusions(s: Section) -> list[str]:
                 f"sensitivity {_pct(view['sensitivity'])} and specificity "
                 f"{_pct(view['specificity'])} at P(abnormal) ≥ 0.5."
             )
-    return out
+    if p.learned_from:
+        out[0] = (
+            f"Not a held-out measurement ({p.learned_from} of these {m['n']} images were the "
+            f"model's own training or tuning images): {out[0]}"
+        )
+    return warning_lines(p) + out + verdicts(p, s.scores)
+
+
+def model_conclusions(entry: Entry) -> list[str]:
+    """One model's sets against each other (see cxr.evaluation.conclusions)."""
+    return study_conclusions([(s.predictions, s.scores) for s in entry.sections])
 
 
 def comparison_conclusions(c: Comparison) -> list[str]:
     key = "auroc" if c.models[0].binary else "macro_auroc"
     best = c.best()
     ranked = sorted(range(len(c.models)), key=lambda i: -c.scores[i]["metrics"][key])
-    out = [
-        f"On these {c.scores[best]['metrics']['n']} images the best model by {key} is "
-        f"{c.models[best].name} ({number(c.scores[best]['metrics'][key])})."
-    ]
+    n = c.scores[best]["metrics"]["n"]
+    unfair = c.unfair()
+    if unfair:
+        out = [
+            f"No winner is called on these {n} images: {'; '.join(unfair)}, so its figures "
+            "here are not held out and the tests below do not compare like with like."
+        ]
+    else:
+        out = [
+            f"On these {n} images the best model by {key} is "
+            f"{c.models[best].name} ({number(c.scores[best]['metrics'][key])})."
+        ]
     runner = ranked[1]
     for pair in c.pairs:
         names = {pair.a, pair.b}
@@ -327,8 +331,9 @@ def build_report(
         summary=summary,
         classes_png=classes_png,
         cv=[read_cv(folder) for folder in cv],
-        external=EXTERNAL_GAP,
         section_conclusions=section_conclusions,
+        model_conclusions=model_conclusions,
+        readable_ece=READABLE_ECE,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         isnan=lambda x: x is None or (isinstance(x, float) and np.isnan(x)),
         number=number,

@@ -9,6 +9,7 @@ probability; faint evidence stays transparent so the film shows through.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def explained_figure(image: XrayImage, cam: np.ndarray, caption: str) -> Figure:
     bar.set_yticks([])
     bar.set_xticks([0, 255], labels=["weak", "strong"], fontsize=8)
     bar.set_xlabel("evidence, relative within this image (not a probability)", fontsize=8)
-    fig.suptitle(caption, fontsize=11)
+    fig.suptitle("\n".join(textwrap.wrap(caption, 110)), fontsize=11)
     return fig
 
 
@@ -122,18 +123,19 @@ def save_heat_maps(
     progress: Stages = silent,
     sources: dict[str, Path] | None = None,
 ) -> Path:
-    """A new folder with one figure per worklist row (ranked X-rays, then the images not scored)
-    explaining `chosen` or else the positive class; files are named by rank so the folder lists
-    in worklist order. The folder appears under its name only once complete. `sources`: the
-    real file behind each (pseudonymized) row name."""
-    rows = worklist.rows + worklist.not_scored
+    """A new folder with one figure per ranked X-ray explaining `chosen` or else the positive
+    class; files are named by rank so the folder lists in worklist order. An image not scored
+    gets no heat map (its colours would read as a finding), unless scored anyway: then a
+    `not-scored_` file whose caption starts with its flags. The folder appears under its name
+    only once complete. `sources`: the real file behind each (pseudonymized) row name."""
+    rows = worklist.rows + [r for r in worklist.not_scored if r.shows_score]
     step = progress("Grad-CAM", len(rows))
     with new_folder(folder) as partial:
         for row in rows:
             image = read_image((sources or {}).get(row.path, row.path), row.path)
             explained = explained_class(predictor, row.probs, chosen)
             cam = heat_map(predictor.model, image, worklist.classes.index(explained))
-            caption = cam_caption(worklist.classes, row.probs, explained)
+            caption = cam_caption(row, worklist.classes, explained)
             caption = f"{Path(row.path).name} · {caption}"
             prefix = f"{row.rank:04d}" if row.rank else "not-scored"
             explained_figure(image, cam, caption).savefig(

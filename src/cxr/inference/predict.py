@@ -17,9 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 from cxr.data.image import XrayImage
 from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
+from cxr.evaluation.numbers import percent, versus
 from cxr.inference.plausibility import flags, out_of_population
 from cxr.inference.predictor import Predictor
-from cxr.models.card import normal_index
+from cxr.models.card import ModelCard, normal_index
 from cxr.outputs import write_new_file
 from cxr.progress import Stages, silent
 from cxr.spreadsheet import csv_text
@@ -83,6 +84,21 @@ def notes(image: XrayImage, population: dict | None) -> Notes:
     return Notes(flags(image), out_of_population(image, population))
 
 
+def decision_text(card: ModelCard, probs: np.ndarray) -> str:
+    """The decision with what it rests on, e.g. "NORMAL: P(PNEUMONIA) 0.789 < threshold 0.933",
+    so no reader has to guess why a high-looking probability came out negative."""
+    probs = np.asarray(probs, dtype=float)
+    if card.binary and card.threshold is not None:
+        pos = card.positive
+        p, t = float(probs[pos]), card.threshold.value
+        shown_p, shown_t = versus(p, t)
+        sign = ">=" if p >= t else "<"
+        called = card.classes[pos] if p >= t else card.classes[1 - pos]
+        return f"{called}: P({card.classes[pos]}) {shown_p} {sign} threshold {shown_t}"
+    k = int(probs.argmax())
+    return f"{card.classes[k]}: the most probable class, P {probs[k]:.3f}"
+
+
 @dataclass
 class Row:
     path: str
@@ -92,24 +108,47 @@ class Row:
     flags: list[str]
     warnings: list[str] = field(default_factory=list)
     rank: int = 0  # 1 = most urgent; 0 = not scored (see `flags`)
+    decision: str = ""  # `decision_text`: the class and the comparison that chose it
+    threshold: float | None = None  # the card's, for a binary model
+    score_anyway: bool = False  # the user asked for the number of a flagged image (--score-anyway)
 
     @property
     def scored(self) -> bool:
         return not self.flags
 
+    @property
+    def shows_score(self) -> bool:
+        """Whether any output may print this image's probabilities: an image flagged as probably
+        not a frontal chest X-ray shows none (a reader remembers the number, not the flag)
+        unless the user insisted, and then the flag travels beside it."""
+        return self.scored or self.score_anyway
+
+    @property
+    def reason(self) -> str:
+        """Why it is not scored, in the words every output uses."""
+        return "not scored, probably not a frontal chest X-ray: " + "; ".join(self.flags)
+
     def to_json(self, classes: list[str]) -> dict:
-        """One image's answer, the same in `cxr predict --format json` and the API; an image
-        not scored keeps its probabilities here (the single-image answer shows them beside its
-        flags) but has no rank (0)."""
+        """One image's answer, the same in `cxr predict --format json` and the API. An image not
+        scored has no rank, probabilities or decision (null), the reason instead."""
+        shown = self.shows_score
         return {
             "rank": self.rank,
             "filename": self.path,
-            "probabilities": {c: float(p) for c, p in zip(classes, self.probs, strict=True)},
-            "predicted": self.predicted,
-            "urgency": self.urgency,
+            "probabilities": {c: float(p) for c, p in zip(classes, self.probs, strict=True)}
+            if shown
+            else None,
+            "predicted": self.predicted if shown else None,
+            "decision": (self.decision if self.scored else f"{self.decision} ({self.reason})")
+            if shown
+            else None,
+            "threshold": self.threshold,
+            "urgency": self.urgency if shown else None,
             "flags": self.flags,
             "warnings": self.warnings,
             "not_a_frontal_xray": bool(self.flags),
+            "not_scored_reason": self.reason if self.flags else None,
+            "scored_anyway": bool(self.flags) and self.score_anyway,
         }
 
 
@@ -144,7 +183,8 @@ class Worklist:
 
     def columns(self) -> list[str]:
         probs = [f"p_{c}" for c in self.classes]
-        return ["rank", "group", "path", *probs, "predicted", "urgency", *NOTE_COLUMNS]
+        return ["rank", "group", "path", *probs, "predicted", "threshold", "decision", "urgency",
+                *NOTE_COLUMNS]  # fmt: skip
 
     def csv_text(self) -> str:
         return csv_text(self.columns(), self.to_dicts())
@@ -153,27 +193,30 @@ class Worklist:
         """One record per file, in the order a reader works: the ranked X-rays, then the images
         not scored (no probabilities: they would mean nothing), then the skipped files with the
         reason in `error`."""
-        ranked = [
-            {
-                "rank": r.rank,
-                "group": "ranked",
-                "path": r.path,
-                **{
-                    f"p_{c}": round(float(p), 6) for c, p in zip(self.classes, r.probs, strict=True)
-                },
-                "predicted": r.predicted,
-                "urgency": round(r.urgency, 6),
-                "warnings": "; ".join(r.warnings),
-            }
-            for r in self.rows
-        ]
+        ranked = [self._scored(r, "ranked") for r in self.rows]
         unscored = [
+            self._scored(r, "not scored") if r.score_anyway else
             {"group": "not scored", "path": r.path, "flags": "; ".join(r.flags),
              "warnings": "; ".join(r.warnings)}
             for r in self.not_scored
         ]  # fmt: skip
         skipped = [{"group": "skipped", "path": p, "error": why} for p, why in self.failures]
         return ranked + unscored + skipped
+
+    def _scored(self, r: Row, group: str) -> dict:
+        """A row with its numbers; a flagged one scored anyway keeps its flags beside them."""
+        return {
+            "rank": r.rank or "",
+            "group": group,
+            "path": r.path,
+            **{f"p_{c}": round(float(p), 6) for c, p in zip(self.classes, r.probs, strict=True)},
+            "predicted": r.predicted,
+            "threshold": "" if r.threshold is None else r.threshold,
+            "decision": r.decision,
+            "urgency": round(r.urgency, 6),
+            "flags": "; ".join(r.flags),
+            "warnings": "; ".join(r.warnings),
+        }
 
 
 def known_class(predictor: Predictor, name: str) -> str:
@@ -197,9 +240,12 @@ def explained_class(predictor: Predictor, probs: np.ndarray, chosen: str | None 
     return card.classes[max(candidates, key=lambda i: probs[i])]
 
 
-def cam_caption(classes: list[str] | tuple[str, ...], probs: np.ndarray, explained: str) -> str:
-    p = float(probs[list(classes).index(explained)])
-    return f"Grad-CAM evidence for {explained}, P({explained}) = {100 * p:.1f} %"
+def cam_caption(row: Row, classes: list[str] | tuple[str, ...], explained: str) -> str:
+    """What a heat map explains and the decision beside it; a flagged image scored anyway says
+    so first."""
+    p = float(row.probs[list(classes).index(explained)])
+    text = f"Grad-CAM evidence for {explained} (P({explained}) {percent(p)}) · {row.decision}"
+    return text if row.scored else f"NOT SCORED: {'; '.join(row.flags)} · {text}"
 
 
 def score(
@@ -209,14 +255,24 @@ def score(
     card = predictor.card
     probs = predictor.predict(np.stack(arrays))
     decided, urgency = card.decide(probs), card.urgency(probs)
+    threshold = card.threshold.value if card.binary and card.threshold else None
     return [
-        Row(name, p, card.classes[d], float(u), n.flags, n.warnings)
+        Row(name, p, card.classes[d], float(u), n.flags, n.warnings,
+            decision=decision_text(card, p), threshold=threshold)
         for name, p, d, u, n in zip(names, probs, decided, urgency, notes, strict=True)
-    ]
+    ]  # fmt: skip
 
 
-def ranked(predictor: Predictor, rows: list[Row], failures: list[tuple[str, str]]) -> Worklist:
-    """Rank the X-rays by urgency; set the flagged images apart, in the order given."""
+def ranked(
+    predictor: Predictor,
+    rows: list[Row],
+    failures: list[tuple[str, str]],
+    score_anyway: bool = False,
+) -> Worklist:
+    """Rank the X-rays by urgency; set the flagged images apart, in the order given, without
+    their numbers unless `score_anyway` (then with their flags beside them, still unranked)."""
+    for row in rows:
+        row.score_anyway = score_anyway
     xrays = sorted((r for r in rows if r.scored), key=lambda r: -r.urgency)
     for k, row in enumerate(xrays, 1):
         row.rank = k
@@ -233,9 +289,11 @@ def predict_paths(
     workers: int = 0,
     progress: Stages = silent,
     pseudonymize: bool = False,
+    score_anyway: bool = False,
 ) -> Worklist:
     """Score every image under `inputs`; with `pseudonymize`, each path is replaced by
-    `pseudonym(path)` in the rows and in the reasons of skipped files."""
+    `pseudonym(path)` in the rows and in the reasons of skipped files; `score_anyway` keeps the
+    numbers of images flagged as probably not frontal chest X-rays (beside their flags)."""
     paths = expand(inputs)
     step = progress("predicting", len(paths))
     shown = [pseudonym(str(p)) if pseudonymize else str(p) for p in paths]
@@ -253,4 +311,4 @@ def predict_paths(
             names = [shown[i] for i, _, _ in good]
             rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
         step(len(items))
-    return ranked(predictor, rows, failures)
+    return ranked(predictor, rows, failures, score_anyway)

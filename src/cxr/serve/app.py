@@ -135,8 +135,15 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             "legend": _png_url(colour_bar()),
             "cam_class": explained,
             "cam_probability": float(row.probs[classes.index(explained)]),
-            "cam_caption": cam_caption(classes, row.probs, explained),
+            "cam_caption": cam_caption(row, classes, explained),
         }
+
+    def plain_url(image: XrayImage) -> dict:
+        """An image not scored: the picture alone, no heat map (its colours would read as a
+        finding)."""
+        from cxr.inference.cam import display_image
+
+        return {"image": _png_url(display_image(image, DISPLAY_SIDE))}
 
     if reviewers is not None:
         from cxr.serve.worklist import worklist_router
@@ -186,6 +193,13 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             str | None,
             Query(description="The class the heat map explains (default: the positive class)."),
         ] = None,
+        score_anyway: Annotated[
+            bool,
+            Query(
+                description="Give the probabilities and heat map of an image flagged as probably "
+                "not a frontal chest X-ray too (the flags stay beside them)."
+            ),
+        ] = False,
     ) -> dict:
         """One JPEG, PNG or DICOM chest X-ray (multipart field `file`)."""
         if cam and not isinstance(predictor, TorchPredictor):
@@ -204,14 +218,17 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         name = shown(upload.filename)
         image = await read_one(upload.data, name)
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
+        row.score_anyway = score_anyway
         threshold = predictor.card.threshold
         answer = row.to_json(list(predictor.card.classes))
         del answer["rank"]  # one image is not a worklist
         answer |= {"threshold": asdict(threshold) if threshold else None, "cam": None}
-        if cam:
+        if cam and row.shows_score:
             answer |= await anyio.to_thread.run_sync(
                 heat_map_urls, image, row, cam_class, limiter=limiter
             )
+        elif cam:
+            answer |= await anyio.to_thread.run_sync(plain_url, image, limiter=limiter)
         return answer
 
     @app.post("/api/triage", openapi_extra=multipart_schema("files", many=True))

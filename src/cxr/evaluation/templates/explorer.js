@@ -1,10 +1,22 @@
 // The operating-point explorer, shared by `cxr serve`'s page and `cxr report`. `data` comes from
 // cxr.evaluation.explorer.explorer_data: confusion counts at every distinct tuning (or evaluated)
 // probability, highest first, under the rule "positive iff p >= threshold". The widget looks the
-// counts up for the slider's threshold and divides them; it computes no metric of its own.
+// counts up for the slider's threshold and divides them, with a Wilson 95 % interval on each
+// proportion (cxr.metrics.stats.wilson_interval). The model's threshold is used exactly (the
+// slider's step is "any"), so at it every tile equals `cxr evaluate`'s figure.
 function operatingPointExplorer(root, data) {
   const percent = (x) => (Number.isFinite(x) ? (100 * x).toFixed(1) + " %" : "n/a");
   const ratio = (a, b) => (b ? a / b : NaN);
+  const Z = 1.959963984540054;
+  const wilson = (k, n) => {
+    if (!n) return null;
+    const p = k / n, d = 1 + Z * Z / n;
+    const centre = (p + Z * Z / (2 * n)) / d;
+    const half = Z * Math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / d;
+    return [Math.max(0, centre - half), Math.min(1, centre + half)];
+  };
+  // as many decimals as the threshold has (3 at least): 0.93261 is not shown as 0.933
+  const exact = (t) => { for (let d = 3; d < 8; d++) if (Math.abs(Number(t.toFixed(d)) - t) < 1e-12) return t.toFixed(d); return t.toFixed(8); };
   const el = (tag, attrs, text) => {
     const node = document.createElement(tag);
     Object.assign(node, attrs || {});
@@ -22,6 +34,7 @@ function operatingPointExplorer(root, data) {
       .explorer .values div { border:1px solid #dde3ea; border-radius:8px; padding:8px 10px; background:#fafbfc; }
       .explorer dt { color:#5b6b7c; font-size:13px; } .explorer dd { margin:2px 0 0; font-size:20px; font-weight:600; }
       .explorer dd small { display:block; font-size:12px; font-weight:400; color:#5b6b7c; }
+      .explorer dd small.ci { font-size:12px; }
       .explorer p { margin:10px 0 0; }`;
     document.head.appendChild(style);
   }
@@ -32,9 +45,9 @@ function operatingPointExplorer(root, data) {
   root.appendChild(el("p", { className: "muted" },
     `The model's predictions on ${data.images} images (${data.split}), ${data.positives} of them ${pos}. ` +
     `An image is called ${pos} when P(${pos}) ≥ the threshold. The model's own threshold is ` +
-    `${data.threshold.toFixed(3)}.`));
+    `${exact(data.threshold)} (the button sets it exactly). Intervals: Wilson 95 %, images counted as independent.`));
   const controls = el("div", { className: "controls" });
-  const slider = el("input", { type: "range", min: 0, max: 1, step: 0.001, value: data.threshold, className: "threshold" });
+  const slider = el("input", { type: "range", min: 0, max: 1, step: "any", value: data.threshold, className: "threshold" });
   slider.setAttribute("aria-label", "threshold");
   const shown = el("output", { className: "threshold-value" });
   const prevalence = el("input", { type: "number", min: 0.1, max: 99.9, step: 0.1, className: "prevalence",
@@ -71,29 +84,40 @@ function operatingPointExplorer(root, data) {
     return { tp: data.tp[k], fp: data.fp[k], fn: data.fn[k], tn: data.tn[k] };
   }
 
+  // the threshold in use: the slider's value once moved, else exactly the model's (a range
+  // input may drop the last digit of 0.8232985543302491, and one image can sit on it)
+  let current = data.threshold;
   function draw() {
-    const t = Number(slider.value);
-    shown.textContent = t.toFixed(3);
+    const t = current;
+    shown.textContent = exact(t);
     const c = countsAt(t);
     const sens = ratio(c.tp, c.tp + c.fn), spec = ratio(c.tn, c.tn + c.fp);
     const prior = Math.min(Math.max(Number(prevalence.value) / 100, 0.001), 0.999);
     const ppvAt = ratio(sens * prior, sens * prior + (1 - spec) * (1 - prior));
     const npvAt = ratio(spec * (1 - prior), spec * (1 - prior) + (1 - sens) * prior);
-    const put = (key, value, detail) => {
+    const put = (key, value, detail, ci) => {
       cells[key].textContent = percent(value);
       if (detail) cells[key].appendChild(el("small", {}, detail));
+      const box = el("small", { className: "ci" }, ci ? `95 % CI ${percent(ci[0])} – ${percent(ci[1])}` : "no interval: no cases");
+      if (ci) { box.dataset.low = ci[0]; box.dataset.high = ci[1]; }
+      cells[key].appendChild(box);
     };
-    put("sensitivity", sens, `${c.tp} of ${c.tp + c.fn} ${pos} found`);
-    put("specificity", spec, `${c.tn} of ${c.tn + c.fp} ${neg} cleared`);
-    put("ppv", ratio(c.tp, c.tp + c.fp), `${c.tp} of ${c.tp + c.fp} positive calls right`);
-    put("npv", ratio(c.tn, c.tn + c.fn), `${c.tn} of ${c.tn + c.fn} negative calls right`);
-    put("ppv_at", ppvAt, `at ${(100 * prior).toFixed(1)} % ${pos}`);
-    put("npv_at", npvAt, `at ${(100 * prior).toFixed(1)} % ${pos}`);
-    words.textContent = `At threshold ${t.toFixed(3)}, ${c.fn} of the ${c.tp + c.fn} ${pos} images ` +
+    const sensCi = wilson(c.tp, c.tp + c.fn), specCi = wilson(c.tn, c.tn + c.fp);
+    // PPV and NPV at a typed prevalence rise with sensitivity and specificity: their ends bound it
+    const at = (f) => (sensCi && specCi ? [f(sensCi[0], specCi[0]), f(sensCi[1], specCi[1])].sort((a, b) => a - b) : null);
+    const ppvOf = (se, sp) => ratio(se * prior, se * prior + (1 - sp) * (1 - prior));
+    const npvOf = (se, sp) => ratio(sp * (1 - prior), sp * (1 - prior) + (1 - se) * prior);
+    put("sensitivity", sens, `${c.tp} of ${c.tp + c.fn} ${pos} found`, sensCi);
+    put("specificity", spec, `${c.tn} of ${c.tn + c.fp} ${neg} cleared`, specCi);
+    put("ppv", ratio(c.tp, c.tp + c.fp), `${c.tp} of ${c.tp + c.fp} positive calls right`, wilson(c.tp, c.tp + c.fp));
+    put("npv", ratio(c.tn, c.tn + c.fn), `${c.tn} of ${c.tn + c.fn} negative calls right`, wilson(c.tn, c.tn + c.fn));
+    put("ppv_at", ppvAt, `at ${(100 * prior).toFixed(1)} % ${pos}, from ${c.fp} false positives of ${c.tn + c.fp} ${neg}`, at(ppvOf));
+    put("npv_at", npvAt, `at ${(100 * prior).toFixed(1)} % ${pos}, from ${c.fn} missed of ${c.tp + c.fn} ${pos}`, at(npvOf));
+    words.textContent = `At threshold ${exact(t)}, ${c.fn} of the ${c.tp + c.fn} ${pos} images ` +
       `would be missed and ${c.fp} of the ${c.tn + c.fp} ${neg} images flagged.`;
   }
-  slider.addEventListener("input", draw);
+  slider.addEventListener("input", () => { current = Number(slider.value); draw(); });
   prevalence.addEventListener("input", draw);
-  reset.addEventListener("click", () => { slider.value = data.threshold; draw(); });
+  reset.addEventListener("click", () => { slider.value = data.threshold; current = data.threshold; draw(); });
   draw();
 }
