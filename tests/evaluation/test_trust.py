@@ -22,6 +22,7 @@ from cxr.evaluation.numbers import number
 from cxr.evaluation.report import build_report
 from cxr.inference.export import export_onnx
 from cxr.inference.predictor import load_predictor
+from cxr.metrics.stats import wilson_interval
 from cxr.models import create_model, list_models
 from cxr.models.io import load_model, read_model_file, write_model_file
 
@@ -62,10 +63,12 @@ def test_operating_points_and_exact_intervals_in_metrics_json(runs, data, tmp_pa
     # 16 internal-test images: every proportion rests on fewer than 30 cases -> Wilson
     m, methods = info["metrics"], info["ci_method"]
     assert m["n"] < 30
-    for key in ("sensitivity", "specificity", "accuracy"):
+    tp, fn, tn, fp = (m[k] for k in ("tp", "fn", "tn", "fp"))
+    counts = {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp),
+              "accuracy": (tp + tn, tp + tn + fp + fn)}  # fmt: skip
+    for key, (k, n) in counts.items():
         assert methods[key] == "Wilson", key
-        lo, hi = info["ci95"][key]
-        assert lo < hi and lo <= m[key] <= hi
+        assert info["ci95"][key] == pytest.approx(wilson_interval(k, n)), key
     assert methods["auroc"] == "patient bootstrap"
     assert result.scores["ci_method"] == methods
 
@@ -189,7 +192,9 @@ def test_ensemble_refuses_members_that_do_not_fit(runs, tmp_path):
     other_split = _altered(runs["wide"], tmp_path / "split.pt", data_fingerprint="0123456789abcdef")
     with pytest.raises(CxrError, match="other patients"):
         build_ensemble([small, other_split], tmp_path / "a")
-    other_classes = _altered(runs["wide"], tmp_path / "classes.pt", classes=["A", "B"])
+    other_classes = _altered(
+        runs["wide"], tmp_path / "classes.pt", classes=["A", "B"], threshold=None
+    )
     with pytest.raises(CxrError, match="predicts"):
         build_ensemble([small, other_classes], tmp_path / "b")
     with pytest.raises(CxrError, match="at least two"):
