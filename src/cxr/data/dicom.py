@@ -203,7 +203,7 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
     syntax = _syntax(ds)
     if syntax is not None and syntax.is_transfer_syntax and syntax.is_encapsulated:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
-        _check_stream_size(frame, ds, label)
+        check_stream_size(frame, ds, label)
         if syntax in JPEG_8BIT:  # decoded by Pillow, which hides a damaged stream
             check_jpeg_stream(frame, label)
     try:
@@ -226,7 +226,7 @@ def _pixel_array(ds: pydicom.Dataset, label: str) -> np.ndarray:
         raise ImageReadError(label, ImageProblem.CORRUPT, f"pixel data unreadable: {exc}") from exc
 
 
-def _check_stream_size(frame: bytes, ds: pydicom.Dataset, label: str) -> None:
+def check_stream_size(frame: bytes, ds: pydicom.Dataset, label: str) -> None:
     """The decoder allocates what the compressed stream's own header says, not the DICOM header:
     a 3 KB JPEG 2000 stream of 13000 x 13000 px in a 512 x 512 header costs about 1 GB before any
     check on the result. Pillow reads only the stream's header here; a stream it cannot parse is

@@ -11,8 +11,27 @@ import hashlib
 import numpy as np
 from pydicom import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    HTJ2KLossless,
+    JPEG2000Lossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+)
 
+from cxr.data.dicom import check_stream_size
+from cxr.data.image import MAX_DECODED_BYTES
+
+LOSSLESS = {
+    RLELossless,
+    JPEGLSLossless,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEG2000Lossless,
+    HTJ2KLossless,
+}
 DIGEST_LENGTH = 16  # hex characters: the worklist's content_digest column
 MEANING = ("StudyInstanceUID", "SeriesInstanceUID", "PatientID", "SOPClassUID", "Modality",
            "BodyPartExamined", "ViewPosition", "PatientPosition", "PatientOrientation",
@@ -37,6 +56,8 @@ def pixel_bytes(dataset: Dataset, syntax: UID) -> bytes:
     if not isinstance(data, bytes):
         return b""
     frames = _int(dataset, "NumberOfFrames", 1)
+    if syntax in LOSSLESS and (native := _decoded(dataset, frames)) is not None:
+        return native  # the same bytes the uncompressed instance gives: one row, not two
     if syntax.is_encapsulated:
         try:
             return b"".join(generate_frames(data, number_of_frames=frames))
@@ -52,6 +73,26 @@ def pixel_bytes(dataset: Dataset, syntax: UID) -> bytes:
     if not syntax.is_little_endian and bits in (16, 32) and len(data) % (bits // 8) == 0:
         data = np.frombuffer(data, dtype=f">u{bits // 8}").byteswap().tobytes()
     return data
+
+
+def _decoded(dataset: Dataset, frames: int) -> bytes | None:
+    """A lossless frame decoded to native little-endian bytes, within the reader's budget (the
+    stream's own header must agree with the DICOM one, as the reader requires); None when it
+    cannot be decoded here (no decoder for the syntax, a damaged stream): the frames as sent."""
+    bits = _int(dataset, "BitsAllocated", 8)
+    declared = (
+        _int(dataset, "Rows", 0) * _int(dataset, "Columns", 0)
+        * _int(dataset, "SamplesPerPixel", 1) * frames * -(-bits // 8)
+    )  # fmt: skip
+    if not 0 < declared <= MAX_DECODED_BYTES:
+        return None
+    try:
+        first = next(generate_frames(dataset.PixelData, number_of_frames=frames))
+        check_stream_size(first, dataset, "received instance")
+        pixels = dataset.pixel_array
+    except Exception:  # ImageReadError, no decoder, damaged data: not decoded here
+        return None
+    return pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 def _int(dataset: Dataset, keyword: str, default: int) -> int:

@@ -38,10 +38,24 @@ def site_key(folder: Path) -> tuple[bytes, str]:
     except FileExistsError:
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise PseudonymKeyError(f"{path}: readable by others; chmod 600 it") from None
-        return path.read_bytes().strip(), str(path)
+        return _checked(path), str(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_hex(32) + "\n")
-    return path.read_bytes().strip(), str(path)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return _checked(path), str(path)
+
+
+def _checked(path: Path) -> bytes:
+    """The key in `path`; a file cut short (a kill between creating and writing it) or edited to
+    a few characters would key every pseudonym with almost nothing."""
+    key = path.read_bytes().strip()
+    if len(key) < MIN_KEY_CHARS:
+        raise PseudonymKeyError(
+            f"{path}: holds {len(key)} characters, at least {MIN_KEY_CHARS}; if it was never "
+            "used, delete it and a new one is made (pseudonyms made with a key change with it)"
+        )
+    return key
 
 
 def pseudonym(key: bytes, header: Dataset) -> str | None:

@@ -49,13 +49,13 @@ class Spool:
         sop = str(dataset.get("SOPInstanceUID", ""))
         if not UID.match(sop) or len(sop) > 64:
             raise ValueError("the SOP Instance UID is not a valid UID (PS3.5)")
+        dataset.file_meta = file_meta  # a lossless frame is decoded for the digest
         digest = content_digest(dataset, file_meta.TransferSyntaxUID)
         target = self.root / f"{sop}_{digest}.dcm"
         routing = strip_demographics(dataset)
         if self.keep_routing and len(routing):
             with _atomic(self.routing(target)) as handle:
                 handle.write(routing.to_json().encode())
-        dataset.file_meta = file_meta
         with _atomic(target) as handle:
             dataset.save_as(handle, enforce_file_format=True)
         return target

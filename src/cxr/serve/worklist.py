@@ -8,7 +8,8 @@ Every input is checked here, at the edge, against what both databases hold: ids 
 422 never echoes the input (an unencodable echo would turn it into a 500)."""
 
 import base64
-import unicodedata
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,20 +26,12 @@ from cxr.dicomnode.spool import preview
 from cxr.serve.auth import bearer, worklist_reviewer
 from cxr.store import worklist
 from cxr.store.models import Instance, Reviewer
+from cxr.store.text import plain_text
 from cxr.store.worklist import MAX_NOTE, Queue, ReviewConflict, ReviewError
 
 PAGE = Path(__file__).with_name("static") / "worklist.html"
 MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; SQLite takes more, but the two must answer alike
-ALLOWED_CONTROLS = "\n\r\t"
 NO_CONTROLS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # the schema's half of plain_text
-
-
-def plain_text(text: str) -> str:
-    """Text a database stores and a page shows as typed: no NUL or other control character
-    (line breaks and tabs aside), no lone surrogate."""
-    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in ALLOWED_CONTROLS for c in text):
-        raise ValueError("control characters and lone surrogates are not allowed")
-    return text
 
 
 class Decision(BaseModel):
@@ -94,6 +87,7 @@ def worklist_router(
     """`population`: the served model's training-image ranges, for the drift figures;
     `api_token`: the server's CXR_API_TOKEN, refused here with a 403 that says why."""
     router = APIRouter(route_class=SafeErrors)
+    budget = RefusalBudget()
 
     def session():
         with sessions() as s:
@@ -107,7 +101,7 @@ def worklist_router(
                 db, bearer(request.headers.get("authorization", "")), api_token
             )
         except HTTPException as exc:
-            refused(db, None, request, exc.status_code)
+            refused(db, None, request, exc.status_code, budget)
             raise
 
     Who = Annotated[Reviewer, Depends(reviewer)]
@@ -134,7 +128,7 @@ def worklist_router(
         request: Request, who: Who, db: Db, limit: Annotated[int, Query(ge=1, le=10_000)] = 500
     ):
         if who.role != "admin":
-            refused(db, who.name, request, 403)
+            refused(db, who.name, request, 403, budget)
             raise HTTPException(403, "the audit trail is for admins")
         return [
             {"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
@@ -167,14 +161,14 @@ def worklist_router(
     @router.post("/api/worklist/{entry}/review")
     def review(request: Request, entry: EntryId, decision: Decision, who: Who, db: Db) -> dict:
         if decision.force and who.role != "admin":
-            refused(db, who.name, request, 403, entry=entry)
+            refused(db, who.name, request, 403, budget, entry=entry)
             raise HTTPException(403, "only an admin replaces another reviewer's label")
         try:
             row = worklist.review(
                 db, entry, decision.label, decision.note, who.name, overwrite=decision.force
             )
         except ReviewConflict as exc:
-            refused(db, who.name, request, 409, entry=entry)
+            refused(db, who.name, request, 409, budget, entry=entry)
             raise HTTPException(409, str(exc)) from None
         except ReviewError as exc:
             status = 404 if "no such entry" in str(exc) else 422
@@ -184,10 +178,45 @@ def worklist_router(
     return router
 
 
-def refused(db: Session, actor: str | None, request: Request, status: int, **detail) -> None:
+class RefusalBudget:
+    """At most `per_minute` refused attempts audited per client address and minute. The audit
+    table is append-only, so a flood of bad tokens (hundreds a second) would otherwise grow it
+    without bound; the attempts beyond the budget are counted, and the count goes into the next
+    audited refusal from that address."""
+
+    def __init__(self, per_minute: int = 30) -> None:
+        self.per_minute = per_minute
+        self.seen: dict[str, tuple[int, int, int]] = {}  # address -> (minute, audited, skipped)
+        self.lock = threading.Lock()
+
+    def admit(self, address: str) -> int | None:
+        """None: do not audit this one; else how many went unaudited before it."""
+        minute = int(time.monotonic() // 60)
+        with self.lock:
+            if len(self.seen) > 10_000:  # many addresses: forget the old minutes
+                self.seen = {a: v for a, v in self.seen.items() if v[0] == minute}
+            last, audited, skipped = self.seen.get(address, (minute, 0, 0))
+            if last != minute:
+                audited = 0
+            if audited >= self.per_minute:
+                self.seen[address] = (minute, audited, skipped + 1)
+                return None
+            self.seen[address] = (minute, audited + 1, 0)
+            return skipped
+
+
+def refused(
+    db: Session, actor: str | None, request: Request, status: int, budget: RefusalBudget, **detail
+) -> None:
     """Audit a refused attempt: who (if known), what they asked for, and the answer."""
     db.rollback()
-    worklist.audit(db, actor or "(no reviewer)", "refused", status=status,
+    address = request.client.host if request.client else "?"
+    skipped = budget.admit(address)
+    if skipped is None:
+        return
+    if skipped:
+        detail["unaudited_before"] = skipped
+    worklist.audit(db, actor or "(no reviewer)", "refused", status=status, client=address,
                    method=request.method, path=_safe(request.url.path), **detail)  # fmt: skip
 
 

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from cxr.errors import CxrError
 from cxr.store.models import Reviewer
+from cxr.store.text import plain_text
 
 ROLES = ("reviewer", "admin")
+MAX_NAME = 100  # the column's length
 
 
 def _digest(token: str) -> str:
@@ -23,10 +25,17 @@ def add_reviewer(session: Session, name: str, role: str = "reviewer") -> str:
     """Create a reviewer and return their token (the only time it is visible)."""
     if role not in ROLES:
         raise CxrError(f"role {role!r}: choose one of {', '.join(ROLES)}")
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise CxrError("a reviewer needs a name")
+    if len(name) > MAX_NAME:
+        raise CxrError(f"a reviewer's name has at most {MAX_NAME} characters, not {len(name)}")
+    try:
+        plain_text(name)
+    except ValueError as exc:
+        raise CxrError(f"reviewer name: {exc}") from None
     token = secrets.token_urlsafe(24)
-    session.add(Reviewer(name=name.strip(), role=role, token_sha256=_digest(token)))
+    session.add(Reviewer(name=name, role=role, token_sha256=_digest(token)))
     try:
         session.commit()
     except IntegrityError as exc:
