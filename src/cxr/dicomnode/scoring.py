@@ -94,6 +94,9 @@ class Scorer:
         predictor, card = self.predictor, self.predictor.card
         array = card.preprocessing.to_array(image.pixels)
         (row,) = score(predictor, [received.sop_instance_uid], [array], [Notes([], [])])
+        if row.error:
+            received.reason = row.error
+            return Assessment(received, image)
         received.status = Status.SCORED
         received.model_name, received.model_fingerprint = self.model_name, self.fingerprint
         received.classes = list(card.classes)

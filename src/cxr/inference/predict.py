@@ -111,10 +111,11 @@ class Row:
     decision: str = ""  # `decision_text`: the class and the comparison that chose it
     threshold: float | None = None  # the card's, for a binary model
     score_anyway: bool = False  # the user asked for the number of a flagged image (--score-anyway)
+    error: str = ""  # the model gave no usable output for it (NaN): skipped, never a decision
 
     @property
     def scored(self) -> bool:
-        return not self.flags
+        return not self.flags and not self.error
 
     @property
     def shows_score(self) -> bool:
@@ -152,6 +153,7 @@ class Row:
         }
 
 
+NON_FINITE = "model produced a non-finite output (NaN or infinity): no decision"
 NOTE_COLUMNS = ("flags", "warnings", "error")  # why not scored; why less trusted; why skipped
 
 
@@ -256,10 +258,12 @@ def score(
     probs = predictor.predict(np.stack(arrays))
     decided, urgency = card.decide(probs), card.urgency(probs)
     threshold = card.threshold.value if card.binary and card.threshold else None
+    finite = np.isfinite(probs).all(axis=1)  # NaN >= threshold is False: it would read NORMAL
     return [
         Row(name, p, card.classes[d], float(u), n.flags, n.warnings,
             decision=decision_text(card, p), threshold=threshold)
-        for name, p, d, u, n in zip(names, probs, decided, urgency, notes, strict=True)
+        if ok else Row(name, p, "", 0.0, n.flags, n.warnings, error=NON_FINITE)
+        for name, p, d, u, n, ok in zip(names, probs, decided, urgency, notes, finite, strict=True)
     ]  # fmt: skip
 
 
@@ -271,6 +275,8 @@ def ranked(
 ) -> Worklist:
     """Rank the X-rays by urgency; set the flagged images apart, in the order given, without
     their numbers unless `score_anyway` (then with their flags beside them, still unranked)."""
+    failures = failures + [(r.path, r.error) for r in rows if r.error]
+    rows = [r for r in rows if not r.error]
     for row in rows:
         row.score_anyway = score_anyway
     xrays = sorted((r for r in rows if r.scored), key=lambda r: -r.urgency)

@@ -218,6 +218,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         name = shown(upload.filename)
         image = await read_one(upload.data, name)
         (row,) = await anyio.to_thread.run_sync(infer, [image], [name], limiter=limiter)
+        if row.error:
+            raise HTTPException(422, f"{name}: {row.error}")
         row.score_anyway = score_anyway
         threshold = predictor.card.threshold
         answer = row.to_json(list(predictor.card.classes))
