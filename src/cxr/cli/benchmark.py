@@ -97,8 +97,8 @@ def benchmark_profile(
 
     Example: cxr benchmark profile efficientnet_lite0 --out profile-lite0.json
     """
-    from cxr.training.profiling import profile_training_step
     from cxr.speed import matmul_gflops
+    from cxr.training.profiling import profile_training_step
 
     chosen = tuple(v.strip() for v in variants.split(","))
     with progress() as stages:
