@@ -14,11 +14,13 @@ from cxr.evaluation.conclusions import (
     chance_verdict,
     next_step,
     operating_point_verdict,
+    recalibration_verdict,
     shift_sentence,
 )
 from cxr.evaluation.numbers import number
 from cxr.evaluation.predictions import Predictions, score
 from cxr.evaluation.report import build_report
+from cxr.metrics.calibration import calibration_error, fit_platt
 from cxr.models.card import ModelCard, Threshold
 
 CARD = ModelCard(
@@ -137,3 +139,22 @@ def test_the_report_states_the_computed_conclusions_and_no_fixed_history(evaluat
     assert "Warning: 2 of 240 images are unreadable" in html  # beside its figures
     assert "before this protocol" not in html and "EfficientNet" not in html  # no fixed history
     assert "On the tuning split," not in html  # no verdict pasted from another set
+
+
+def test_a_site_set_shows_its_calibration_before_and_after_recalibrating(evaluations, tmp_path):
+    """Before: the ECE the evaluation states. After: held out by patient, near what the refit
+    `cxr calibrate` writes gives on the same images; the model's own internal test gets no such
+    line (its calibration is the card's)."""
+    p, s = evaluations["external"]
+    sentence = recalibration_verdict(p)
+    assert "`cxr calibrate`, platt scaling" in sentence, sentence
+    before, after = _numbers(sentence)
+    assert before == float(number(s["metrics"]["ece"]))
+    assert after < before / 2
+    log_p, y = np.log(np.clip(p.probs, 1e-12, 1)), p.targets
+    refit = fit_platt(log_p, y).probabilities(log_p)  # what `cxr calibrate` writes, in-sample
+    assert calibration_error(y, refit, 1) == pytest.approx(after, abs=0.02)
+    assert recalibration_verdict(evaluations["internal"][0]) is None
+    chosen = [evaluations[k] for k in ("internal", "external")]
+    html = build_report(chosen, tmp_path / "report.html", bootstrap=50).read_text()
+    assert sentence.replace("→", "→") in html.replace("&gt;", ">").replace("&#39;", "'")

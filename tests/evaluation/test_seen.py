@@ -102,7 +102,9 @@ def test_the_overlap_check_says_when_it_cannot_run_and_compare_calls_no_winner(
     monkeypatch.setenv("CXR_CACHE", str(site["tmp"] / "cache"))
     payload = read_model_file(site["model"])
     card = read_card(site["model"], payload)
-    moved = dataclasses.replace(card, data={**card.data, "root": str(tmp_path / "elsewhere")})
+    moved = dataclasses.replace(  # a file written before the cards stored content keys
+        card, data={**card.data, "root": str(tmp_path / "elsewhere")}, overlap={}
+    )
     away = write_model_file(tmp_path / "away.pt", {**payload, "card": moved.to_dict()})
     out = tmp_path / "away"
     result = _cxr("evaluate", away, site["root"], "--out", out, "--bootstrap", 20, "--workers", 0)
@@ -122,3 +124,30 @@ def test_the_overlap_check_says_when_it_cannot_run_and_compare_calls_no_winner(
     assert "warning, away: overlap check not run" in text
     saved = json.loads((both / "comparison.json").read_text())
     assert saved["no_winner_because"] == ["seen trained or was tuned on 5 of these 11 images"]
+
+
+def test_the_card_keys_find_the_models_own_images_without_the_data(site, tmp_path, monkeypatch):
+    """The training data moved away and CXR_DATA an empty folder: the keys the card stored at
+    training time still find each training, tuning and internal-test radiograph, re-encoded or
+    not, and nothing else; the keys stay small (16 hex characters an image)."""
+    monkeypatch.setenv("CXR_CACHE", str(site["tmp"] / "cache"))
+    monkeypatch.setenv("CXR_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    payload = read_model_file(site["model"])
+    card = read_card(site["model"], payload)
+    protocol = card.protocol()
+    stored = card.overlap
+    parts = [protocol.train, protocol.tune, protocol.test]
+    names = ("training", "tuning", "internal-test")
+    assert [len(stored[p]) for p in names] == list(map(len, parts))
+    assert len(json.dumps(stored)) < 20 * sum(map(len, parts)) + 1500
+    moved = dataclasses.replace(card, data={**card.data, "root": str(tmp_path / "elsewhere")})
+    away = write_model_file(tmp_path / "away.pt", {**payload, "card": moved.to_dict()})
+    out = tmp_path / "away"
+    result = _cxr("evaluate", away, site["root"], "--out", out, "--bootstrap", 20, "--workers", 0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "overlap check not run" not in result.stdout
+    assert {name: r["seen"] for name, r in _seen(out).items()} == site["expected"]
+    assert "5 of 11 images are the model's own training or tuning" in " ".join(
+        result.stdout.split()
+    )

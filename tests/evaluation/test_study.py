@@ -19,6 +19,7 @@ from cxr.errors import CxrError, DatasetError
 from cxr.evaluation.compare import load_and_compare
 from cxr.evaluation.evaluate import evaluate
 from cxr.evaluation.report import build_report
+from cxr.models.io import read_card, read_model_file, write_model_file
 from cxr.training.config import load_config
 from cxr.training.fit import fit
 
@@ -94,6 +95,14 @@ def test_evaluating_the_models_own_training_radiographs_is_called_out(data, tmp_
     result = evaluate(run / "model.pt", wrapped, out=tmp_path / "w", bootstrap=10)
     (warning,) = [w for w in result.warnings if "training or tuning radiographs" in w]
     assert int(warning.split(" of ")[0]) >= 18  # most of the 36 are from the training part
+    # the card's content keys (no data needed) find the same images the data itself does
+    payload = read_model_file(run / "model.pt")
+    card = read_card(run / "model.pt", payload)
+    older = write_model_file(
+        tmp_path / "older.pt", {**payload, "card": {**card.to_dict(), "overlap": {}}}
+    )
+    by_data = evaluate(older, wrapped, out=tmp_path / "d", bootstrap=10)
+    assert card.overlap and result.predictions.seen == by_data.predictions.seen
 
 
 def test_a_bad_file_never_stops_an_evaluation(runs, damaged_folder, tmp_path):

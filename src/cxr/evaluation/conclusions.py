@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from cxr.evaluation.numbers import interval, number
 from cxr.evaluation.predictions import Predictions
+from cxr.metrics.calibration import choose_calibration
 
 READABLE_ECE = 0.05  # an ECE (upper 95 % bound) at most this: probabilities read as such
 Z95 = 1.959964
@@ -74,6 +77,36 @@ def calibration_verdict(p: Predictions, scores: dict) -> str | None:
         f"calibration error {ece}, above {READABLE_ECE}; rank by them, but recalibrate "
         "(`cxr calibrate MODEL --predictions` on labelled images of this population) before "
         "reading 0.8 as an 80 % chance."
+    )
+
+
+def recalibration_verdict(p: Predictions) -> str | None:
+    """Calibration before and after on a site's own set: what `cxr calibrate` on these labelled
+    predictions would choose, its ECE measured on patients held out of each fit in turn. None on
+    the model's own splits (their calibration is the card's) and where no fold can be held out."""
+    if not p.binary or p.split in CHOSEN_ON | {HELD_OUT}:
+        return None
+    groups = np.array(p.patients) if all(p.patients) else None
+    log_p = np.log(np.clip(p.probs, 1e-12, 1.0))
+    try:
+        fitted = choose_calibration(log_p, p.targets, p.positive, "auto", groups)
+    except ValueError:
+        return None
+    held = fitted.candidates
+    if not held:
+        return None
+    if fitted.method == "none":
+        tried = ", ".join(f"{m} {number(v)}" for m, v in held.items() if m != "none")
+        return (
+            f"Recalibrating on these images' labels would not help: no calibration lowers the "
+            f"expected calibration error below its {number(held['none'])} here on patients held "
+            f"out of the fit ({tried})."
+        )
+    return (
+        f"Calibration before and after recalibrating on these {len(p.paths)} labelled images "
+        f"(`cxr calibrate`, {fitted.method} scaling, patients held out of each fit in turn): "
+        f"expected calibration error {number(held['none'])} → {number(held[fitted.method])}; "
+        "the decisions stay as they are (the threshold moves with the calibration)."
     )
 
 
@@ -175,6 +208,7 @@ def verdicts(p: Predictions, scores: dict) -> list[str]:
             chance_verdict(p, scores),
             operating_point_verdict(p, scores),
             calibration_verdict(p, scores) if p.binary else None,
+            recalibration_verdict(p),
         )
         if line
     ]

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
-from cxr.data.cache import CachedImages, PixelCache
+from cxr.data.cache import PixelCache
 from cxr.data.discovery import Dataset, Record, discover
-from cxr.data.duplicates import near_duplicates
 from cxr.data.split import split_fingerprint
 from cxr.data.xrays import CachedXrays
-from cxr.errors import CxrError, DatasetError
+from cxr.errors import DatasetError
 from cxr.evaluation import plots
+from cxr.evaluation.overlap import INTERNAL_TEST, LEARNED_FROM, seen_in
 from cxr.evaluation.predictions import Predictions, score
 from cxr.evaluation.shift import SHIFT_JSON, shift_check
 from cxr.inference.predictor import load_predictor
@@ -24,8 +24,6 @@ from cxr.models.card import ModelCard
 from cxr.outputs import default_output_dir, must_be_new
 from cxr.progress import Stages, silent
 from cxr.spreadsheet import write_rows
-
-INTERNAL_TEST = "internal-test"  # the model's own held-out patients, rebuilt from its card
 
 PROTOCOL_PARTS = ("tuning", INTERNAL_TEST)
 
@@ -68,42 +66,6 @@ def _records(
     if split == "train":
         warnings.append("these are training images: the numbers say nothing about new patients")
     return chosen
-
-
-SEEN_PARTS = ("training", "tuning", INTERNAL_TEST)  # the `seen` column's answers, besides "no"
-LEARNED_FROM = ("training", "tuning")  # what the weights, threshold or calibration saw
-
-
-def seen_in(card: ModelCard, images: CachedImages, workers: int) -> tuple[list[str], str | None]:
-    """Per image, which part of the model's own data it is (the same radiograph, re-encoded or
-    not): "training", "tuning", "internal-test" or "no"; "unknown" for all when the training
-    data cannot be rebuilt from the card, with the warning that says the check did not run."""
-    try:
-        protocol = card.protocol()
-    except CxrError as exc:
-        return ["unknown"] * len(images), (
-            f"overlap check not run ({exc}): the model file stores no digests of its training "
-            "images, so some of these may be its own training radiographs; run where the "
-            f"training data ({card.data.get('root', '?')}) is reachable, or set CXR_DATA"
-        )
-    rows = lambda cached: np.stack([cached[i] for i in range(len(cached))])  # noqa: E731
-    query = rows(images)
-    seen = np.full(len(images), "no", dtype=object)
-    parts = (protocol.train, protocol.tune, protocol.test)
-    for name, records in zip(SEEN_PARTS, parts, strict=True):
-        reference = PixelCache(images.size).load([r.path for r in records], workers=workers)
-        if len(reference):
-            seen[(seen == "no") & near_duplicates(query, rows(reference))] = name
-    learned = int(np.isin(seen, LEARNED_FROM).sum())
-    if not learned:
-        return list(seen), None
-    counts = ", ".join(f"{int((seen == n).sum())} {n}" for n in LEARNED_FROM if (seen == n).any())
-    return list(seen), (
-        f"{learned} of {len(images)} images are the model's own training or tuning radiographs "
-        f"({counts}; the same pixels, perhaps re-encoded or resized): these numbers are not a "
-        "held-out measurement (predictions.csv marks them in `seen`; --unseen-only leaves them "
-        "out)"
-    )
 
 
 def evaluate(
@@ -226,7 +188,7 @@ def evaluate(
         "warnings": warnings,
         "seen": {part: seen.count(part) for part in dict.fromkeys(seen)},
         **scores,
-        "card": card.to_dict(),
+        "card": {k: v for k, v in card.to_dict().items() if k != "overlap"},  # keys: 100 KB
     }
     (out / "metrics.json").write_text(json.dumps(info, indent=2, default=_json))
     save_figures(predictions, out)

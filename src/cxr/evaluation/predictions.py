@@ -38,7 +38,7 @@ class Predictions:
     model_file: Path | None = None
     history: Path | None = None
     # per image, whether it is the model's own "training" / "tuning" / "internal-test"
-    # radiograph or "no" (see cxr.evaluation.evaluate.seen_in); None where nobody checked
+    # radiograph or "no" (see cxr.evaluation.overlap.seen_in); None where nobody checked
     seen: list[str] | None = None
     warnings: list[str] = field(default_factory=list)  # the evaluation's, to travel with it
 

@@ -74,6 +74,9 @@ class ModelCard:
     tuning: dict[str, list] = field(default_factory=dict)  # {"targets": [...], "probs": [[...]]}
     metrics: dict[str, Any] = field(default_factory=dict)  # tuning and internal-test figures
     population: dict[str, Any] = field(default_factory=dict)  # training images' ranges
+    # a content key per training, tuning and internal-test image: the overlap check runs
+    # without the data (cxr.evaluation.overlap; absent in files written before it)
+    overlap: dict[str, Any] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # an ensemble's member runs
     versions: dict[str, str] = field(default_factory=dict)
 

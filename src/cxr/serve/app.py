@@ -162,6 +162,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def model_card() -> dict:
         card = predictor.card.to_dict()
         card.pop("tuning")  # hundreds of numbers; the page asks /api/model/tuning for them
+        card.pop("overlap", None)  # thousands of image keys: for the overlap check only
         return {**card, "summary": predictor.card.summary()}
 
     @app.get("/api/model/tuning")

@@ -20,7 +20,9 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from cxr.data.cache import PixelCache
 from cxr.data.xrays import CachedXrays
+from cxr.evaluation.overlap import INTERNAL_TEST, card_keys
 from cxr.inference.probabilities import logits_of
 from cxr.metrics.calibration import calibration_error, choose_calibration
 from cxr.metrics.classification import auroc, binary_metrics
@@ -178,6 +180,22 @@ def training_population(data: XrayDataModule) -> dict:
     }
 
 
+def overlap_keys(data: XrayDataModule) -> dict:
+    """Content keys of every training, tuning and internal-test image, so `cxr evaluate` finds
+    the model's own radiographs where this data is not (the test images' pixels only: no score
+    is computed on them here)."""
+    test = PixelCache(data.prep.size, data.prep.resize).load(
+        [r.path for r in data.protocol.test], workers=data.cfg.workers
+    )
+    return card_keys(
+        {
+            "training": data.train_images.images,
+            "tuning": data.tune_images.images,
+            INTERNAL_TEST: test,
+        }
+    )
+
+
 def _finish(
     run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision: str, epochs: int
 ) -> None:
@@ -238,5 +256,6 @@ def _finish(
         tuning={"targets": y.tolist(), "probs": np.round(p, 6).tolist()},
         metrics=metrics,
         population=training_population(data),
+        overlap=overlap_keys(data),
     )
     save_model(run / "model.pt", model)
