@@ -72,6 +72,11 @@ def write_new_file(path: Path, text: str) -> Path:
     """`text` written under a temporary name beside `path`, then renamed into place: an
     interrupted run leaves no half-written file that looks finished, and none is replaced."""
     must_be_new(path)
+    return write_atomically(path, text)
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """`text` as `path`, whole or not at all (a temporary name beside it, then a rename)."""
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         partial.write_text(text)

@@ -15,7 +15,7 @@ import typer
 
 from cxr.cli.common import _new, progress, say
 from cxr.errors import CxrError
-from cxr.outputs import must_be_new
+from cxr.outputs import must_be_new, write_atomically
 
 WORKLIST, SUMMARY = "worklist", "summary.json"
 
@@ -148,9 +148,4 @@ def replace_file(path: Path, text: str, resume: bool) -> None:
     earlier merge, a new run never replaces anything."""
     if not resume:
         must_be_new(path)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        partial.write_text(text)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(path, text)
