@@ -8,6 +8,7 @@ src/ cannot leak in, and the first test proves it did not."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -251,9 +252,13 @@ def test_predict_with_heat_maps(installed, trained, data):
     ).stdout  # fmt: skip
     assert "Grad-CAM heat maps: cams" in shown
     dicoms = sorted(images.glob("*.dcm"))
-    assert len(list((installed.work / "cams").glob("*.png"))) == len(dicoms)
-    rows = (installed.work / "worklist.csv").read_text().splitlines()
-    assert len(rows) == len(dicoms) + 1
+    with (installed.work / "worklist.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(dicoms)
+    ranked = [r for r in rows if r["group"] == "ranked"]
+    cams = sorted(p.name for p in (installed.work / "cams").glob("*.png"))
+    assert ranked and len(cams) == len(ranked)  # the images not scored get no heat map
+    assert not [name for name in cams if name.startswith("not-scored")]
 
 
 @pytest.mark.parametrize("to", ["onnx", "onnx-int8"])
