@@ -83,3 +83,9 @@ def test_probabilities_never_claim_certainty_and_comparisons_never_tie():
     assert percent(0.5) == "50.0 %"
     assert versus(0.93281, 0.93261) == ("0.9328", "0.9326")  # not "0.933 < 0.933"
     assert versus(0.789, 0.933) == ("0.789", "0.933")
+
+
+def test_a_near_certain_probability_is_never_printed_as_certain():
+    assert versus(0.99996, 0.93261) == ("0.99996", "0.93261")  # not "1.000 >= 0.933"
+    assert versus(0.00004, 0.5) == ("0.00004", "0.50000")
+    assert versus(0.5, 0.5) == ("0.500", "0.500")  # equal: 3 decimals say so

@@ -34,8 +34,17 @@ def percent(p: float) -> str:
 
 def versus(p: float, threshold: float) -> tuple[str, str]:
     """`p` and `threshold` to as few decimals (3 at least) as keep them apart, so the printed
-    comparison never contradicts the decision (0.9328 against 0.93261, not 0.933 < 0.933)."""
+    comparison never contradicts the decision (0.9328 against 0.93261, not 0.933 < 0.933), and
+    never write a probability that is not certain as 1.000 or 0.000 (0.99996, not 1.000)."""
     digits = 3
-    while digits < 8 and round(p, digits) == round(threshold, digits) and p != threshold:
+
+    def unclear() -> bool:
+        same = round(p, digits) == round(threshold, digits) and p != threshold
+        return same or (round(p, digits) in (0.0, 1.0) and p not in (0.0, 1.0))
+
+    while digits < 8 and unclear():
         digits += 1
-    return f"{p:.{digits}f}", f"{threshold:.{digits}f}"
+    shown = f"{p:.{digits}f}"
+    if float(shown) in (0.0, 1.0) and p not in (0.0, 1.0):  # beyond 8 decimals
+        shown = f"> {1 - 10**-digits:.{digits}f}" if p > 0.5 else f"< {10**-digits:.{digits}f}"
+    return shown, f"{threshold:.{digits}f}"
