@@ -62,7 +62,7 @@ def test_a_reviews_export_neutralises_a_senders_formula_and_reads_back(data, tmp
     spooled.parent.mkdir()
     shutil.copy(source, spooled)
     threshold = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
-    with open_database(f"sqlite:///{tmp_path / 'worklist.db'}")() as session:
+    with open_database(f"sqlite:///{tmp_path / 'worklist.db'}").begin() as session:
         worklist.record(session, Received(
             "1.2.826.7", "00aa", study, "1.2.826.1", "dcm-0123", str(spooled), "scored",
             classes=["NORMAL", "PNEUMONIA"], probabilities=[0.2, 0.8], predicted="PNEUMONIA",

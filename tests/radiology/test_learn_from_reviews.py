@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from cxr.data.preprocess import Preprocessing
 from cxr.errors import DatasetError
 from cxr.evaluation.evaluate import evaluate
 from cxr.models import load_model
@@ -20,7 +19,7 @@ from cxr.store.database import open_database
 from cxr.store.export import export_reviews
 from cxr.store.worklist import Queue, Received
 from cxr.training.config import load_config
-from cxr.training.datamodule import XrayDataModule
+from cxr.training.fit import fit
 
 THRESHOLD = {"rule": "fixed:0.5", "positive_class": "PNEUMONIA", "value": 0.5}
 
@@ -30,7 +29,7 @@ def _export(data: Path, folder: Path) -> Path:
     spool = folder / "spool"
     spool.mkdir(parents=True)
     sources = sorted((data / "dicom_cxr" / "kermany_wrapped").glob("*.dcm"))[:3]
-    with open_database(f"sqlite:///{folder / 'worklist.db'}")() as session:
+    with open_database(f"sqlite:///{folder / 'worklist.db'}").begin() as session:
         for i, source in enumerate(sources):
             spooled = spool / f"1.2.826.{i}_{i:04x}.dcm"
             shutil.copy(source, spooled)
@@ -91,9 +90,11 @@ def test_train_learns_from_a_reviews_export_in_its_training_part_only(data, tmp_
     assert any("3 of 3 images are the model's own training" in w for w in evaluation.warnings)
 
 
-def test_an_extra_label_outside_the_classes_names_the_file(data):
+def test_an_extra_label_outside_the_classes_names_the_file(data, tmp_path):
     """Another dataset's folder as extra training data: its classes are not the model's."""
     covid = data / "COVID-19_Radiography_Dataset"
-    cfg = load_config(None, [f"data.root={data / 'chest_xray'}", f"data.extra_train=[{covid}]"])
+    root, extra = f"data.root={data / 'chest_xray'}", f"data.extra_train=[{covid}]"
+    cfg = load_config(None, [root, extra, f"runs_dir={tmp_path / 'runs'}"])
     with pytest.raises(DatasetError, match=r"COVID-1\.png: label 'COVID' is not one of the"):
-        XrayDataModule(cfg.data, Preprocessing(size=64))
+        fit(cfg)
+    assert not (tmp_path / "runs").exists()  # refused before any run folder is made

@@ -87,7 +87,7 @@ def running_worklist(
 @pytest.fixture()
 def department(db_url, tmp_path):
     sessions = open_database(db_url)
-    with sessions() as session:
+    with sessions.begin() as session:
         for row in scored(4, tmp_path / "spool"):
             worklist.record(session, row)
         tokens = {name: add_reviewer(session, name, role)
@@ -171,6 +171,7 @@ def test_another_reviewers_label_changes_only_by_an_admins_force(department):
 def test_the_audit_refuses_a_replace(db_url):
     with open_database(db_url)() as session:
         worklist.audit(session, "ann", "list")
+        session.commit()
         (event,) = worklist.audit_trail(session)
         dialect = session.get_bind().dialect.name
         replace = {
@@ -226,9 +227,8 @@ def test_the_monitor_answers_10000_rows_within_a_second(db_url):
         "reviewed_by": "ann" if reviewed[i] else None,
         "reviewed_at": start + timedelta(minutes=10 * i + 5) if reviewed[i] else None,
     } for i in range(n)]  # fmt: skip
-    with sessions() as session:
+    with sessions.begin() as session:
         session.execute(insert(Instance), rows)
-        session.commit()
         token = add_reviewer(session, "ann")
     population = {"pixel_mean": [100.0, 140.0], "age_years": [1.0, 5.0]}
     with running_worklist(db_url, population) as url:
@@ -289,6 +289,7 @@ def test_the_application_role_cannot_touch_the_audit(db_url):
         worklist.record(session, scored(1, Path("/nowhere"))[0])
         (row,) = worklist.queue(session, worklist.Queue.PENDING)
         worklist.review(session, row.id, "NORMAL", "", "ann")
+        session.commit()
         for statement in (
             "UPDATE audit SET actor = 'mallory'",
             "DELETE FROM audit",

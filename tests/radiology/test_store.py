@@ -8,15 +8,16 @@ from dataclasses import replace
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cxr.errors import CxrError
 from cxr.serve.worklist import worklist_router
 from cxr.store import worklist
-from cxr.store.database import DatabaseError, open_database
+from cxr.store.database import MIGRATIONS, DatabaseError, open_database, unit_of_work
 from cxr.store.models import Base
 from cxr.store.reviewers import add_reviewer, identify
 from cxr.store.worklist import Queue, Received, ReviewError
@@ -36,7 +37,7 @@ def test_migrations_build_the_models_schema_and_rerun_harmlessly(db_url):
     with sessions() as session, session.get_bind().connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0002"
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()  # the newest
 
 
 def test_records_are_idempotent_and_a_reused_uid_is_kept_apart(db_url):
@@ -60,6 +61,7 @@ def test_reviews_and_the_append_only_audit(db_url):
         with pytest.raises(ReviewError, match="no such entry"):
             worklist.review(session, row.id + 99, "NORMAL", "", "ann")
         worklist.review(session, row.id, "NORMAL", "small effusion?", "ann")
+        session.commit()
         assert [r.id for r in worklist.queue(session, Queue.DISAGREEMENTS)] == [row.id]
         (event,) = worklist.audit_trail(session)
         assert (event.actor, event.action, event.detail["label"]) == ("ann", "review", "NORMAL")
@@ -68,6 +70,42 @@ def test_reviews_and_the_append_only_audit(db_url):
                 session.execute(text(statement))
             session.rollback()
         assert worklist.audit_trail(session)[0].actor == "ann"
+
+
+def _refuse_audit_rows_by(sessions, actor: str) -> None:
+    """A constraint the audit table does not have: its rows by `actor` fail to insert."""
+    with sessions.begin() as session:
+        if session.get_bind().dialect.name == "sqlite":  # SQLite adds no CHECK to a table
+            session.execute(text(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON audit WHEN NEW.actor = '{actor}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            ))  # fmt: skip
+        else:
+            session.execute(text(f"ALTER TABLE audit ADD CONSTRAINT refuse CHECK "
+                                 f"(actor <> '{actor}')"))  # fmt: skip
+
+
+def test_an_action_and_its_audit_row_commit_or_roll_back_together(db_url):
+    sessions = open_database(db_url)
+    with unit_of_work(sessions) as session:
+        worklist.record(session, _received())
+        worklist.record(session, _received("1.2.3.5"))
+        first, second = (row.id for row in worklist.queue(session, Queue.PENDING))
+    _refuse_audit_rows_by(sessions, "mallory")
+    with pytest.raises(IntegrityError), unit_of_work(sessions) as session:
+        worklist.review(session, first, "NORMAL", "", "mallory")  # its audit row fails
+    with pytest.raises(IntegrityError), unit_of_work(sessions) as session:
+        worklist.review(session, second, "NORMAL", "", "ann")  # stored only if the next is
+        worklist.audit(session, "mallory", "view", "1.2.3.5")
+    with sessions() as session:
+        assert worklist.counts(session)["reviewed"] == 0
+        assert worklist.audit_trail(session) == []
+    with unit_of_work(sessions) as session:
+        worklist.review(session, second, "NORMAL", "", "ann")
+        worklist.audit(session, "ann", "view", "1.2.3.5")
+    with sessions() as session:
+        assert worklist.instance(session, second).reviewed_by == "ann"
+        assert [e.action for e in worklist.audit_trail(session)] == ["view", "review"]
 
 
 def test_reviewer_tokens_are_stored_only_as_hashes(db_url):
@@ -85,7 +123,7 @@ def test_reviewer_tokens_are_stored_only_as_hashes(db_url):
 
 def test_worklist_api_refuses_strangers_bad_labels_and_unknown_entries(db_url):
     sessions = open_database(db_url)
-    with sessions() as session:
+    with sessions.begin() as session:
         worklist.record(session, _received(pixel_mean=200.0))
         reviewer = add_reviewer(session, "ann")
     app = FastAPI()
@@ -134,6 +172,7 @@ def test_the_export_is_relocatable_de_identified_copies(db_url, data, tmp_path):
 
     source = pydicom.dcmread(data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm")
     source.AccessionNumber, source.InstitutionName, source.PatientName = "ACC1", "St X", "Doe^J"
+    source.PatientAge = "004Y"  # the spool keeps it for the node's age warning; exports do not
     source.add_new(0x00091001, "LO", "private")
     spooled = tmp_path / "spool" / f"{source.SOPInstanceUID}_aaaa.dcm"
     spooled.parent.mkdir()
@@ -153,7 +192,7 @@ def test_the_export_is_relocatable_de_identified_copies(db_url, data, tmp_path):
     exported = pydicom.dcmread(copy)
     assert (exported.PatientID, str(exported.PatientName)) == ("dcm-77", "dcm-77")
     assert "kermany" not in copy.read_bytes().decode("latin-1")
-    for gone in ("AccessionNumber", "InstitutionName"):
+    for gone in ("AccessionNumber", "InstitutionName", "PatientAge"):
         assert gone not in exported
     assert exported.PatientIdentityRemoved == "YES" and 0x00091001 not in exported
     assert exported.pixel_array.shape == source.pixel_array.shape

@@ -30,7 +30,7 @@ def test_reviewer_names_are_checked_before_the_database(db_url, name, words):
 
 def test_notes_with_bidi_overrides_are_refused(tmp_path):
     sessions = open_database(f"sqlite:///{tmp_path / 'w.db'}")
-    with sessions() as session:
+    with sessions.begin() as session:
         token = add_reviewer(session, "Ann")
     app = FastAPI()
     app.include_router(worklist_router(sessions))

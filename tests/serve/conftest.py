@@ -105,7 +105,7 @@ def worklist_server(model_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("worklist")
     db = f"sqlite:///{folder / 'worklist.db'}"
     sessions = open_database(db)
-    with sessions() as session:
+    with sessions.begin() as session:
         for n in (1, 2):
             worklist.record(session, Received(
                 sop_instance_uid=f"1.2.826.0.1.{n}", content_digest=f"{n:064x}",

@@ -1,8 +1,12 @@
+import dataclasses
+import pickle
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from cxr.training.config import ConfigError, load_config
+from cxr.training.config import ConfigError, TrainConfig, load_config
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -70,3 +74,32 @@ def test_freeze_bn_needs_a_pretrained_fine_tune():
         load_config(None, ["optim.cutmix=-1"])
     with pytest.raises(ConfigError, match=r"freeze_stages must be 0 or more"):
         load_config(None, ["optim.freeze_stages=-1", "model.strategy=finetune"])
+
+
+def test_a_refusal_is_one_line_naming_the_file_or_override_the_key_and_the_type(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer: {max_epochs: 3}\n")
+    known = "known: accelerator, devices, num_nodes, strategy, precision, channels_last, compile"
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == f"{path}: unknown config key 'trainer.max_epochs'; {known}"
+    path.write_text("optim: {epochs: 2.5}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: config key 'optim\.epochs': "
+                       r"2\.5 is not an int$"):  # fmt: skip
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^override 'model\.pretrained=1': config key "
+                       r"'model\.pretrained': 1 is not a bool$"):  # fmt: skip
+        load_config(path, ["optim.epochs=2", "model.pretrained=1"])
+    with pytest.raises(ConfigError, match=r"^override 'model=3': config key 'model': 3 is not a "
+                       r"mapping$"):  # fmt: skip
+        load_config(None, ["model=3"])
+
+
+def test_configs_stay_dataclasses_that_pickle_compare_and_copy():
+    cfg = load_config(None, ["data.limit=40", "model.size=48"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg != load_config(None) == TrainConfig()
+    fold = dataclasses.replace(cfg.data, fold=1, folds=5)
+    assert (fold.fold, fold.limit, cfg.data.fold) == (1, 40, None)
+    assert dataclasses.asdict(cfg)["model"]["size"] == cfg.to_dict()["model"]["size"] == 48
+    with pytest.raises(ValidationError):  # a copy is checked like a load
+        dataclasses.replace(cfg.data, fold="1")

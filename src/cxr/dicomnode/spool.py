@@ -22,10 +22,9 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 
 from cxr.dicomnode.identity import content_digest
+from cxr.store.deidentify import strip_demographics
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-PATIENT_GROUP = 0x0010
-KEPT_PATIENT_TAGS = {0x00100020}  # PatientID
 FOLDERS = ("previews", "routing", "outbox", "quarantine")
 
 
@@ -129,24 +128,6 @@ def key(spooled: Path) -> tuple[str, str]:
 
 def preview(spooled: Path, kind: str) -> Path:
     return spooled.parent / "previews" / f"{spooled.stem}.{kind}.png"
-
-
-def strip_demographics(dataset: Dataset) -> Dataset:
-    """Empty every person name (VR PN, at any depth) and the patient module except PatientID;
-    return the emptied top-level elements that had a value (what results must copy back).
-    Emptied rather than deleted: they are type 2 attributes, present but without a value."""
-    kept = Dataset()
-
-    def blank(ds: Dataset, element) -> None:
-        if element.VR == "PN" or (
-            element.tag.group == PATIENT_GROUP and int(element.tag) not in KEPT_PATIENT_TAGS
-        ):
-            if ds is dataset and not element.is_empty:
-                kept.add_new(element.tag, element.VR, element.value)
-            element.value = [] if element.VR == "SQ" else None
-
-    dataset.walk(blank)
-    return kept
 
 
 @contextmanager

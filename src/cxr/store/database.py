@@ -3,10 +3,16 @@
 SQLite (the default, one file) and PostgreSQL (`postgresql+psycopg://...`) behave the same; SQLite
 gets WAL and a busy timeout so the listener and the web page can share the file. On PostgreSQL the
 tables' owner migrates and the application may run as a role without ownership
-(`cxr.store.roles`), which cannot disable the audit trigger."""
+(`cxr.store.roles`), which cannot disable the audit trigger.
+
+The caller owns the transaction: repository functions (`cxr.store.worklist`, `.reviewers`,
+`.export`) only add and query, and `unit_of_work` commits what one action did, its audit row
+with it, or nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -54,9 +60,22 @@ def migrate(engine: Engine) -> None:
 
 
 def open_database(url: str) -> sessionmaker[Session]:
+    """Sessions on a migrated database; `sessions.begin()` (or `unit_of_work`) is one
+    transaction, a bare `sessions()` is for reading."""
     engine = create(url)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(bind: Engine | sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits once when the block ends, or rolls back entirely if it
+    raises: an action and its audit row are stored together or not at all. Rows stay readable
+    after the commit (no expiry), for callers that go on using what they stored."""
+    if not isinstance(bind, sessionmaker):
+        bind = sessionmaker(bind, expire_on_commit=False)
+    with bind.begin() as session:
+        yield session
 
 
 def _sqlite_pragmas(connection, _record) -> None:

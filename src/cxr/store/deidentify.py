@@ -1,22 +1,26 @@
-"""The de-identification of an exported instance, after the attribute list of DICOM PS3.15's
-basic profile for what a chest radiograph carries: person names and the patient module emptied,
-PatientID replaced by the worklist's keyed pseudonym, the identifying study, equipment and
-institution attributes and every private element removed, and the removal recorded in the
+"""What leaves a patient's identity behind. The spool's copy keeps no names or birth dates
+(`strip_demographics`); an exported instance is de-identified after the attribute list of DICOM
+PS3.15's basic profile for what a chest radiograph carries: person names and the patient module
+emptied, PatientID replaced by the worklist's keyed pseudonym, the identifying study, equipment
+and institution attributes and every private element removed, and the removal recorded in the
 header (PatientIdentityRemoved, DeidentificationMethod)."""
 
 from __future__ import annotations
 
 from pydicom import Dataset
 
-from cxr.dicomnode.spool import strip_demographics
-
 REMOVED = (
-    "AccessionNumber", "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-    "StationName", "DeviceSerialNumber", "OtherPatientIDs", "OtherPatientIDsSequence",
+    "AccessionNumber", "PatientAge", "InstitutionName", "InstitutionAddress",
+    "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber", "OtherPatientIDs",
+    "OtherPatientIDsSequence",
     "PatientAddress", "PatientTelephoneNumbers", "MedicalRecordLocator", "StudyID",
     "RequestAttributesSequence", "ReferencedPatientSequence", "IssuerOfPatientID",
     "PerformedProcedureStepID", "ScheduledProcedureStepID", "RequestedProcedureID",
 )  # fmt: skip
+PATIENT_GROUP = 0x0010
+# PatientID (routing) and PatientAge: the age is what tells an adult film from the paediatric
+# population a model was trained on, so the node warns as `cxr predict` does; no birth date is kept
+KEPT_PATIENT_TAGS = {0x00100020, 0x00101010}
 METHOD = "cxr export: PS3.15 basic profile subset, keyed pseudonym"  # LO: 64 at most
 
 
@@ -32,3 +36,21 @@ def deidentify(dataset: Dataset, pseudonym: str | None) -> Dataset:
     dataset.PatientIdentityRemoved = "YES"
     dataset.DeidentificationMethod = METHOD
     return dataset
+
+
+def strip_demographics(dataset: Dataset) -> Dataset:
+    """Empty every person name (VR PN, at any depth) and the patient module but PatientID and age;
+    return the emptied top-level elements that had a value (what results must copy back).
+    Emptied rather than deleted: they are type 2 attributes, present but without a value."""
+    kept = Dataset()
+
+    def blank(ds: Dataset, element) -> None:
+        if element.VR == "PN" or (
+            element.tag.group == PATIENT_GROUP and int(element.tag) not in KEPT_PATIENT_TAGS
+        ):
+            if ds is dataset and not element.is_empty:
+                kept.add_new(element.tag, element.VR, element.value)
+            element.value = [] if element.VR == "SQ" else None
+
+    dataset.walk(blank)
+    return kept

@@ -45,6 +45,7 @@ class Instance(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # a Status
     reason: Mapped[str | None] = mapped_column(Text)  # why not scored
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)  # out of the population
     model_name: Mapped[str | None] = mapped_column(String(200))
     model_fingerprint: Mapped[str | None] = mapped_column(String(64))
     classes: Mapped[list[str] | None] = mapped_column(JSON)

@@ -22,7 +22,8 @@ def _digest(token: str) -> str:
 
 
 def add_reviewer(session: Session, name: str, role: str = "reviewer") -> str:
-    """Create a reviewer and return their token (the only time it is visible)."""
+    """Create a reviewer (stored when the caller's transaction commits) and return their token
+    (the only time it is visible)."""
     if role not in ROLES:
         raise CxrError(f"role {role!r}: choose one of {', '.join(ROLES)}")
     name = name.strip()
@@ -34,13 +35,15 @@ def add_reviewer(session: Session, name: str, role: str = "reviewer") -> str:
         plain_text(name)
     except ValueError as exc:
         raise CxrError(f"reviewer name: {exc}") from None
+    exists = CxrError(f"reviewer {name!r} exists already")
+    if session.scalar(select(Reviewer.id).where(Reviewer.name == name)) is not None:
+        raise exists  # the caller's transaction stays usable
     token = secrets.token_urlsafe(24)
     session.add(Reviewer(name=name, role=role, token_sha256=_digest(token)))
     try:
-        session.commit()
+        session.flush()  # a concurrent twin: refused here, the caller's transaction rolls back
     except IntegrityError as exc:
-        session.rollback()
-        raise CxrError(f"reviewer {name!r} exists already") from exc
+        raise exists from exc
     return token
 
 

@@ -1,5 +1,7 @@
 """Repository functions over the worklist: record what arrived (idempotent on SOP Instance UID),
-list the queues, record reviews, and append to the audit trail."""
+list the queues, record reviews, and append to the audit trail. None of them commits: the caller
+holds the transaction (`cxr.store.database.unit_of_work`), so an action and its audit row are
+stored together or not at all."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class Received:
     status: str
     reason: str | None = None
     flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # unlike the training data: still scored
     model_name: str | None = None
     model_fingerprint: str | None = None
     classes: list[str] | None = None
@@ -71,9 +74,7 @@ def record(session: Session, received: Received) -> bool:
         .on_conflict_do_nothing(index_elements=["sop_instance_uid", "content_digest"])
         .returning(Instance.id)
     )
-    inserted = session.execute(statement).first() is not None
-    session.commit()
-    return inserted
+    return session.execute(statement).first() is not None
 
 
 def known_keys(session: Session, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -176,13 +177,11 @@ def review(
             },
         )
     )
-    session.commit()
     return row
 
 
 def audit(session: Session, actor: str, action: str, sop: str | None = None, **detail) -> None:
     session.add(AuditEvent(actor=actor, action=action, sop_instance_uid=sop, detail=detail))
-    session.commit()
 
 
 def audit_trail(session: Session, limit: int = 1000) -> list[AuditEvent]:
@@ -202,7 +201,6 @@ def unsent(session: Session) -> list[Instance]:
 
 def mark_sent(session: Session, row: Instance) -> None:
     row.results_sent_at = now()
-    session.commit()
 
 
 def total(session: Session) -> int:

@@ -1,24 +1,33 @@
-"""Typed training configuration from YAML plus `key=value` overrides; unknown keys are refused."""
+"""Typed training configuration from YAML plus `key=value` overrides: pydantic dataclasses, strict
+(no "3" for 3, no 1 for true) and closed (unknown keys are refused), so a mistyped key stops the
+run before torch loads, in one line naming where it came from, the key, what was given and what
+the key takes. They stay dataclasses: `dataclasses.replace`/`asdict`, pickling and equality hold."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from cxr.errors import CxrError
+
+# strict: no coercion, and a section only as itself (`_build` makes the sections first)
+strict_dataclass = pydantic_dataclass(config=ConfigDict(extra="forbid", strict=True))
 
 
 class ConfigError(CxrError, ValueError):
     """A config file or override is not valid; the message names the key."""
 
 
-@dataclass
+@strict_dataclass
 class DataConfig:
     root: str = "chest_xray"  # relative paths are looked up under $CXR_DATA first
     scheme: Literal["folder", "kermany3"] = "folder"
@@ -42,7 +51,7 @@ class DataConfig:
     extra_train: list[str] = field(default_factory=list)
 
 
-@dataclass
+@strict_dataclass
 class ModelConfig:
     name: str = "cxr_cnn"
     pretrained: bool = False
@@ -51,7 +60,7 @@ class ModelConfig:
     size: int | None = None  # input side; default: the model's own preprocessing size
 
 
-@dataclass
+@strict_dataclass
 class OptimConfig:
     epochs: int = 5
     lr: float = 1e-3
@@ -71,7 +80,7 @@ class OptimConfig:
     patience: int = 3  # early stopping on tuning-split AUROC
 
 
-@dataclass
+@strict_dataclass
 class TrainerConfig:
     accelerator: str = "auto"
     devices: str | int = "auto"
@@ -83,7 +92,14 @@ class TrainerConfig:
     compile: bool = False  # torch.compile (inductor); falls back to eager, saying why, without it
 
 
-@dataclass
+@strict_dataclass
+class EvaluationConfig:
+    # an external judge beside the internal test (cxr.data.external.JUDGES): another source's
+    # images, every copy of a Kermany training film left out; None: the internal test alone
+    external: Literal["covid-db"] | None = None
+
+
+@strict_dataclass
 class TrainConfig:
     name: str = "run"
     runs_dir: str = "runs"
@@ -95,6 +111,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,6 +124,9 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys, got {raw!r}")
+    given = {}  # key -> the override that set it, to name where a bad value came from
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -115,8 +135,91 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node[leaf] = yaml.safe_load(value)
-    cfg = _build(TrainConfig, raw, "")
+        given[key] = f"override {item!r}"
+
+    def source(key: str) -> str:
+        """The last override that set this key, or a key around or inside it; else the file."""
+        near = [k for k in given if _within(key, k) or _within(k, key)]
+        return given[near[-1]] if near else str(path or "config")
+
+    cfg = _build(raw, source)
+    _check_combinations(cfg)
+    return cfg
+
+
+def _within(key: str, outer: str) -> bool:
+    return key == outer or key.startswith((f"{outer}.", f"{outer}["))
+
+
+def _build(raw: dict[str, Any], source: Callable[[str], str]) -> TrainConfig:
+    """The sections first, then the whole; a refusal names its source (file or override)."""
+    sections = {
+        name: _built(hint, raw[name], (name,), source)
+        for name, hint in typing.get_type_hints(TrainConfig).items()
+        if dataclasses.is_dataclass(hint) and isinstance(raw.get(name), dict)
+    }
+    return _built(TrainConfig, {**raw, **sections}, (), source)
+
+
+def _built(cls, values: dict[str, Any], at: tuple, source: Callable[[str], str]):
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key, problem = _explained((*at, *error["loc"]), error.get("input"))
+        raise ConfigError(f"{source(key)}: {problem}") from None
+
+
+def _explained(loc: tuple, given: Any) -> tuple[str, str]:
+    """One error as (key path, one line): `optim.epochs`, what was given, what the key takes."""
+    hint, parts = TrainConfig, []
+    for part in loc:  # down the fields; union members' tags (`str`, `int`) end the walk
+        if isinstance(part, int) and typing.get_origin(_optional(hint)) is list:
+            hint = typing.get_args(_optional(hint))[0]
+            parts.append(f"[{part}]")
+        elif dataclasses.is_dataclass(hint) and isinstance(part, str):
+            known = typing.get_type_hints(hint)
+            parts.append(f".{part}" if parts else part)
+            if part not in known:
+                names = ", ".join(known)
+                return "".join(parts), f"unknown config key {''.join(parts)!r}; known: {names}"
+            hint = known[part]
+        else:
+            break
+    key = "".join(parts) or "config"
+    choices = [c for o in _options(hint) if typing.get_origin(o) is Literal
+               for c in typing.get_args(o)]  # fmt: skip
+    if choices:
+        return key, f"config key {key!r}: {given!r} is not one of {choices}"
+    name = _name(hint)
+    return key, f"config key {key!r}: {given!r} is not {'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _options(hint: Any) -> tuple:
+    """A union's members (`Literal[...] | None` is a typing.Union, not a types.UnionType)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return typing.get_args(hint) if union else (hint,)
+
+
+def _optional(hint: Any) -> Any:
+    """`list[str] | None` -> `list[str]`: what a list index walks into."""
+    options = [o for o in _options(hint) if o is not type(None)]
+    return options[0] if len(options) == 1 else hint
+
+
+def _name(hint: Any) -> str:
+    if dataclasses.is_dataclass(hint):
+        return "mapping"
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def _check_combinations(cfg: TrainConfig) -> None:
+    """What no single key's type says: fine-tuning options need a fine-tune, and so on."""
     for key, why in (
         ("freeze_bn", "keeps the pretrained BatchNorm statistics"),
         ("freeze_stages", "keeps the pretrained early stages"),
@@ -133,47 +236,3 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
         raise ConfigError("optim.mixup and optim.cutmix are Beta(a, a) strengths: 0 (off) or more")
     if cfg.optim.freeze_stages < 0:
         raise ConfigError(f"optim.freeze_stages must be 0 or more, not {cfg.optim.freeze_stages}")
-    return cfg
-
-
-def _build(cls, raw: dict[str, Any], prefix: str):
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; known: {', '.join(fields)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in raw.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            values[name] = _check(value, hint, prefix + name)
-    return cls(**values)
-
-
-def _check(value: Any, hint: Any, key: str) -> Any:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    for option in options:
-        if typing.get_origin(option) is Literal:
-            if value in typing.get_args(option):
-                return value
-            continue
-        origin = typing.get_origin(option) or option
-        if value is None and option is type(None):
-            return None
-        if origin is list and isinstance(value, list):
-            (item,) = typing.get_args(option)
-            return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if origin is not float and origin is not type(None) and isinstance(value, origin):
-            if origin is int and isinstance(value, bool):
-                continue
-            return value
-    choices = [a for o in options if typing.get_origin(o) is Literal for a in typing.get_args(o)]
-    if choices:
-        raise ConfigError(f"config key {key!r}: {value!r} is not one of {choices}")
-    raise ConfigError(f"config key {key!r}: {value!r} is not a {hint}")
