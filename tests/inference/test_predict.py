@@ -20,7 +20,6 @@ from cxr.data.population import intensity_ranges
 from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.inference.benchmark import BACKENDS
-from cxr.inference.cam import heat_map
 from cxr.inference.export import export_onnx
 from cxr.inference.predict import explained_class, predict_paths, pseudonym
 from cxr.inference.predictor import OnnxPredictor, TorchPredictor, load_predictor
@@ -146,7 +145,7 @@ def test_grad_cam_explains_the_positive_class_beside_the_original(model_file, da
     path = sorted((data / "chest_xray_originals" / "train" / "NORMAL").glob("*.jpeg"))[0]
     image = read_image(path)
     predictor = load_predictor(model_file)
-    cam = heat_map(predictor.model, image, 1)
+    (cam,) = predictor.explain(predictor.card.preprocessing.to_array(image.pixels)[None], [1])
     side = predictor.card.preprocessing.size
     assert cam.shape == (side, side) and cam.std() > 0.01  # model resolution, upsampled when drawn
     (row,) = predict_paths(predictor, [path]).rows

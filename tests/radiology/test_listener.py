@@ -4,20 +4,26 @@ log hold no patient name."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import subprocess
+from pathlib import Path
 
 import pydicom
 import pytest
+from sqlalchemy import create_engine, text
 
-from tests.radiology.conftest import MARKER, dump, wait_until
+from cxr.data.population import intensity_ranges
+from cxr.inference.predict import predict_paths
+from cxr.inference.predictor import load_predictor
+from cxr.models import create_model, save_model
+from tests.radiology.conftest import MARKER, Listener, dump, wait_until
 
 STORESCU = ["storescu", "-v", "-xy", "-aec", "CXR", "127.0.0.1"]
 
 
 def _instances(url: str) -> list[tuple[str, str]]:
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT sop_instance_uid, status FROM instances")).all()
@@ -105,3 +111,38 @@ def test_database_outage_does_not_stop_reception(postgres, listener_factory, twe
         subprocess.run(postgres["start"], check=True, capture_output=True)
     rows = wait_until(lambda: len(r := _instances(url)) == 4 and r, 120, "the catch-up")
     assert {s for _, s in rows} == {"scored"}
+
+
+def test_worklist_rows_carry_the_warnings_cxr_predict_gives(data, tmp_path, db_url):
+    """A model trained on darker films of children aged 1-5: the node scores NIH's test1 with the
+    grey-level and the age warnings `cxr predict` prints for it, and test2 (58 years) with the age
+    warning alone, as predict does (the spool keeps PatientAge, the export removes it)."""
+    train = sorted((data / "chest_xray" / "train").rglob("*.jpeg"))[::100]
+    model = create_model("cxr_cnn").eval()
+    model.card = dataclasses.replace(
+        model.card,
+        classes=("NORMAL", "PNEUMONIA"),
+        population={**intensity_ranges(train), "age_years": [1.0, 5.0]},
+    )
+    model_file = save_model(tmp_path / "model.pt", model)
+    films = [data / "dicom_cxr" / "nih_udacity" / f"test{i}.dcm" for i in (1, 2)]
+    predicted = predict_paths(load_predictor(model_file), films).rows
+    expected = {str(pydicom.dcmread(Path(r.path)).SOPInstanceUID): r.warnings for r in predicted}
+    assert sorted(map(len, expected.values())) == [1, 2]  # both too old, one also too bright
+    assert all(any("patient age" in w for w in warned) for warned in expected.values())
+    listener = Listener(model_file, db_url, tmp_path).start()
+    try:
+        sent = subprocess.run([*STORESCU, str(listener.port), *map(str, films)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        wait_until(lambda: len(_instances(db_url)) == 2, 120, "both rows")
+    finally:
+        listener.stop()
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT sop_instance_uid, status, warnings FROM instances"))
+        stored = {
+            uid: (status, w if isinstance(w, list) else json.loads(w)) for uid, status, w in rows
+        }
+    engine.dispose()
+    assert stored == {uid: ("scored", warnings) for uid, warnings in expected.items()}

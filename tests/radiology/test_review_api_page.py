@@ -17,6 +17,7 @@ from tests.conftest import look
 from tests.radiology.test_review_api import running_worklist, scored
 
 CHROMIUM = shutil.which("chromium")
+AGE_WARNING = "patient age 44 years, outside the training data's 1–5"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-dev-shm-usage"]  # fmt: skip
 
@@ -25,8 +26,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def reviewer_and_url(data, tmp_path):
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
     picture = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
-    with open_database(url)() as session:
+    with open_database(url).begin() as session:
         for row in scored(6, tmp_path / "spool", picture):
+            row.warnings = [AGE_WARNING]
             worklist.record(session, row)
         token = add_reviewer(session, "Dr Ann")
     with running_worklist(url) as served:
@@ -51,6 +53,7 @@ def test_the_page_fits_the_screen(reviewer_and_url, tmp_path, width):
     token, url, _ = reviewer_and_url
     with sync_playwright() as p:
         browser, page = _signed_in(p, url, token, width)
+        expect(page.locator("#flags")).to_have_text(AGE_WARNING)  # the node's warning, shown
         look(page, tmp_path, f"worklist_{width}")  # also: no horizontal overflow
         assert page.evaluate("document.scrollingElement.scrollWidth") <= width
         listed = page.locator("#list-box").bounding_box()
@@ -92,7 +95,7 @@ def test_two_keys_10_ms_apart_label_two_cases(reviewer_and_url):
 
 def test_an_admin_replaces_another_reviewers_label_only_on_purpose(reviewer_and_url):
     _, url, db = reviewer_and_url
-    with open_database(db)() as session:
+    with open_database(db).begin() as session:
         worklist.review(session, 6, "NORMAL", "", "Dr Ann")
         boss = add_reviewer(session, "Boss", "admin")
     with sync_playwright() as p:

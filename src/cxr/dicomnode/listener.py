@@ -29,13 +29,13 @@ from sqlalchemy.orm import Session
 from cxr.dicomnode import contract, results
 from cxr.dicomnode.pseudonym import pseudonym, site_key
 from cxr.dicomnode.schema import clean_text, fitted
-from cxr.dicomnode.scoring import Assessment, Scorer
+from cxr.dicomnode.scoring import Assessment, Scorer, not_scored
 from cxr.dicomnode.sender import Destination, SendError, send
 from cxr.dicomnode.spool import Spool, key
 from cxr.errors import CxrError
 from cxr.inference.predictor import load_predictor
 from cxr.store import worklist
-from cxr.store.database import DatabaseError, create, migrate
+from cxr.store.database import DatabaseError, create, migrate, unit_of_work
 from cxr.store.models import Status
 from cxr.store.worklist import Received
 
@@ -212,7 +212,7 @@ class Node:
             taken = not known and worklist.uid_taken(session, sop, digest)
         if not known:
             self._assess(path, taken)
-        with Session(self.engine, expire_on_commit=False) as session:
+        with unit_of_work(self.engine) as session:
             row = worklist.entry(session, sop, digest)
             if self.cfg.send_to and row.status == Status.SCORED and row.results_sent_at is None:
                 outbox = self.spool.results(path) or self._recompute(path)
@@ -235,12 +235,12 @@ class Node:
         except Exception as exc:  # one bad file never stops the node; it is listed with why
             log.error("%s: could not be assessed: %s", path.stem, type(exc).__name__)
             why = f"processing failed: {type(exc).__name__}"
-            assessment = Assessment(_failed(path, why, header))
+            assessment = Assessment(not_scored(path, header, reason=why))
         received = fitted(assessment.received)
         self._save_previews(path, assessment)
         if self.cfg.send_to and received.status == Status.SCORED:
             self.spool.save_results(path, self._results(header, received, assessment))
-        with Session(self.engine, expire_on_commit=False) as session:
+        with unit_of_work(self.engine) as session:
             new = worklist.record(session, received)
         said = received.predicted if received.status == Status.SCORED else received.reason
         log.info("%s %s: %s", "recorded" if new else "already known", path.stem, said)
@@ -286,8 +286,8 @@ class Node:
         log.error("%s: %s", path.stem, reason)
         moved = self.spool.quarantine(path, reason)
         try:
-            with Session(self.engine, expire_on_commit=False) as session:
-                worklist.record(session, fitted(_failed(moved, reason)))
+            with unit_of_work(self.engine) as session:
+                worklist.record(session, fitted(not_scored(moved, Dataset(), reason=reason)))
         except Exception as again:  # the reason stays beside the file in spool/quarantine
             log.error("%s: not listed either: %s", path.stem, type(again).__name__)
         self.done.add(path.stem)
@@ -304,20 +304,3 @@ def _refusal(status: int, comment: str) -> Dataset:
 def _arrival(path: Path) -> float:
     """Catch up in the order instances arrived, so a reused UID flags the later one."""
     return path.stat().st_mtime
-
-
-def _failed(path: Path, reason: str, header: Dataset | None = None) -> Received:
-    """A not-scored row that needs nothing from the file but its name (and the header's UIDs
-    when there is one: `fitted` checks them)."""
-    sop, digest = key(path)
-    header = header if header is not None else Dataset()
-    return Received(
-        sop_instance_uid=sop,
-        content_digest=digest,
-        study_instance_uid=str(header.get("StudyInstanceUID", "")),
-        series_instance_uid=str(header.get("SeriesInstanceUID", "")),
-        patient_pseudonym=None,
-        spool_path=str(path.resolve()),
-        status="not_scored",
-        reason=reason,
-    )

@@ -19,9 +19,8 @@ from cxr.data.reader import read_image
 from cxr.dicomnode.contract import header_problems
 from cxr.dicomnode.spool import key
 from cxr.errors import ImageReadError
-from cxr.inference.cam import heat_map, overlay
-from cxr.inference.plausibility import flags
-from cxr.inference.predict import Notes, Row, explained_class, score
+from cxr.inference.cam import overlay
+from cxr.inference.predict import Row, explained_class, notes, score
 from cxr.inference.predictor import Predictor, TorchPredictor
 from cxr.store.models import Status
 from cxr.store.worklist import Received
@@ -47,28 +46,36 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def not_scored(
+    path: Path, header: Dataset, patient: str | None = None, reason: str | None = None
+) -> Received:
+    """A spooled instance's row as far as its file name and the header's UIDs tell (`fitted`
+    checks them): not scored until an assessment says otherwise."""
+    sop, digest = key(path)
+    return Received(
+        sop_instance_uid=sop,
+        content_digest=digest,
+        study_instance_uid=str(header.get("StudyInstanceUID", "")),
+        series_instance_uid=str(header.get("SeriesInstanceUID", "")),
+        patient_pseudonym=patient,
+        spool_path=str(path.resolve()),
+        status=Status.NOT_SCORED,
+        reason=reason,
+    )
+
+
 class Scorer:
     def __init__(self, predictor: Predictor) -> None:
         self.predictor = predictor
         self.model_name = f"{predictor.card.architecture} ({predictor.source.name})"
         self.fingerprint = fingerprint(predictor.source)
-        self.cam_model = predictor.model if isinstance(predictor, TorchPredictor) else None
 
     def assess(
         self, path: Path, header: Dataset, patient: str | None, refusal: str | None = None
     ) -> Assessment:
         """Check the header, then read, check and (unless `refusal` or a check says why not)
         score. `patient`: the keyed pseudonym."""
-        sop, digest = key(path)
-        received = Received(
-            sop_instance_uid=sop,
-            content_digest=digest,
-            study_instance_uid=str(header.get("StudyInstanceUID", "")),
-            series_instance_uid=str(header.get("SeriesInstanceUID", "")),
-            patient_pseudonym=patient,
-            spool_path=str(path.resolve()),
-            status=Status.NOT_SCORED,
-        )
+        received = not_scored(path, header, patient)
         if problems := header_problems(header):  # before decoding: no decoder, no CPU spent
             received.reason = "; ".join(filter(None, [refusal, *problems]))
             return Assessment(received)
@@ -84,7 +91,8 @@ class Scorer:
         stats = image_statistics(image.pixels)
         received.pixel_mean, received.pixel_std = stats["pixel_mean"], stats["pixel_std"]
         received.age_years = image.info.age_years
-        received.flags = flags(image)
+        noted = notes(image, self.predictor.card.population)  # as `cxr predict` notes it
+        received.flags, received.warnings = noted.flags, noted.warnings
         reasons = [refusal] if refusal else []
         if received.flags:
             reasons.append("not a frontal chest radiograph: " + "; ".join(received.flags))
@@ -93,7 +101,7 @@ class Scorer:
             return Assessment(received, image)
         predictor, card = self.predictor, self.predictor.card
         array = card.preprocessing.to_array(image.pixels)
-        (row,) = score(predictor, [received.sop_instance_uid], [array], [Notes([], [])])
+        (row,) = score(predictor, [received.sop_instance_uid], [array], [noted])
         if row.error:
             received.reason = row.error
             return Assessment(received, image)
@@ -104,11 +112,10 @@ class Scorer:
         received.predicted, received.urgency = row.predicted, round(row.urgency, 6)
         received.threshold = dataclasses.asdict(card.threshold) if card.threshold else None
         picture, explained = None, None
-        if self.cam_model is not None:
-            shown = _shown(image)
+        if isinstance(predictor, TorchPredictor):  # the heat map of the array just scored
             explained = explained_class(predictor, row.probs)  # the positive class's evidence
-            cam = heat_map(self.cam_model, shown, card.classes.index(explained))
-            picture = overlay(shown, cam)
+            (cam,) = predictor.explain(array[None], [card.classes.index(explained)])
+            picture = overlay(_shown(image), cam)
         return Assessment(received, image, row, picture, explained)
 
 

@@ -1,4 +1,5 @@
-"""Grad-CAM heat maps (the `grad-cam` package) over the layer each model names in the registry.
+"""Grad-CAM heat maps drawn: over the X-ray for the page and the DICOM node, beside it for
+`cxr predict --cam` (the maps themselves: `TorchPredictor.explain`).
 
 The map is computed at the model's input resolution (that is all the information it has) and only
 upsampled when drawn, onto the image reduced to display size: an 8000 px file costs a display-size
@@ -10,22 +11,17 @@ probability; faint evidence stays transparent so the film shows through.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from torch import nn
 
 from cxr.data.image import XrayImage
-from cxr.data.reader import read_image
-from cxr.inference.predict import Worklist, cam_caption, explained_class
+from cxr.inference.predict import Row, Worklist, cam_caption, explained_class, predict_paths
 from cxr.inference.predictor import TorchPredictor
-from cxr.models.registry import spec_of
 from cxr.outputs import new_folder
 from cxr.progress import Stages, silent
 
@@ -34,14 +30,10 @@ COLOUR_MAP = "jet"  # blue (weak) to red (strong): how Grad-CAM is read in the l
 OPACITY = 0.6  # of the strongest evidence; weaker evidence is proportionally more transparent
 
 
-def heat_map(model: nn.Module, image: XrayImage, class_index: int) -> np.ndarray:
-    """Grad-CAM for `class_index`, in [0, 1], at the model's input size (square)."""
-    prep = model.card.preprocessing
-    x = torch.from_numpy(prep.to_array(image.pixels))[None]
-    layer = model.get_submodule(spec_of(model.card).target_layer)
-    with GradCAM(model=model, target_layers=[layer]) as cam:
-        small = cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)])[0]
-    return np.clip(small.astype(np.float32), 0, 1)
+def reduced(image: XrayImage, longest: int = DISPLAY_SIDE) -> XrayImage:
+    """The image at display size, its header kept: all a drawing needs, in a fraction of the
+    memory (drawing it again at display size changes nothing)."""
+    return XrayImage(np.asarray(display_image(image, longest)), image.info)
 
 
 def display_size(width: int, height: int, longest: int = DISPLAY_SIDE) -> tuple[int, int]:
@@ -115,31 +107,59 @@ def explained_figure(image: XrayImage, cam: np.ndarray, caption: str) -> Figure:
     return fig
 
 
-def save_heat_maps(
+class _Figures:
+    """`Beside` for `predict_paths`: one figure per image that shows a score, drawn as its batch
+    is scored, from the array the prediction made and the decoded image at display size; named
+    by rank once the worklist is ranked."""
+
+    def __init__(
+        self, predictor: TorchPredictor, partial: Path, chosen: str | None, score_anyway: bool
+    ) -> None:
+        self.predictor, self.partial = predictor, partial
+        self.chosen, self.score_anyway = chosen, score_anyway
+        self.drawn: dict[int, Path] = {}  # id(row) -> its figure, under a temporary name
+
+    keep = staticmethod(reduced)
+
+    def __call__(self, rows: list[Row], arrays: list[np.ndarray], kept: list[XrayImage]) -> None:
+        classes = self.predictor.card.classes
+        for row, array, image in zip(rows, arrays, kept, strict=True):
+            if row.error or not (row.scored or self.score_anyway):
+                continue  # its colours would read as a finding
+            explained = explained_class(self.predictor, row.probs, self.chosen)
+            (cam,) = self.predictor.explain(array[None], [classes.index(explained)])
+            caption = f"{Path(row.path).name} · {cam_caption(row, classes, explained)}"
+            figure = self.partial / f"{len(self.drawn):06d}.png"
+            explained_figure(image, cam, caption).savefig(figure)
+            self.drawn[id(row)] = figure
+
+    def name_by_rank(self, worklist: Worklist) -> None:
+        """Rank-prefixed names, so the folder lists in worklist order; `not-scored_` for an image
+        scored anyway (its caption starts with its flags)."""
+        for row in worklist.rows + worklist.not_scored:
+            if (figure := self.drawn.get(id(row))) is not None:
+                prefix = f"{row.rank:04d}" if row.rank else "not-scored"
+                figure.rename(self.partial / f"{prefix}_{Path(row.path).stem}.png")
+
+
+def predict_with_heat_maps(
     predictor: TorchPredictor,
-    worklist: Worklist,
+    inputs: Sequence[Path],
     folder: Path,
     chosen: str | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
     progress: Stages = silent,
-    sources: dict[str, Path] | None = None,
-) -> Path:
-    """A new folder with one figure per ranked X-ray explaining `chosen` or else the positive
-    class; files are named by rank so the folder lists in worklist order. An image not scored
-    gets no heat map (its colours would read as a finding), unless scored anyway: then a
-    `not-scored_` file whose caption starts with its flags. The folder appears under its name
-    only once complete. `sources`: the real file behind each (pseudonymized) row name."""
-    rows = worklist.rows + [r for r in worklist.not_scored if r.shows_score]
-    step = progress("Grad-CAM", len(rows))
+    pseudonymize: bool = False,
+    score_anyway: bool = False,
+) -> Worklist:
+    """`predict_paths`, and a new folder with one figure per ranked X-ray explaining `chosen` or
+    else the positive class. An image not scored gets no heat map, unless scored anyway. The
+    folder appears under its name only once complete."""
     with new_folder(folder) as partial:
-        for row in rows:
-            image = read_image((sources or {}).get(row.path, row.path), row.path)
-            explained = explained_class(predictor, row.probs, chosen)
-            cam = heat_map(predictor.model, image, worklist.classes.index(explained))
-            caption = cam_caption(row, worklist.classes, explained)
-            caption = f"{Path(row.path).name} · {caption}"
-            prefix = f"{row.rank:04d}" if row.rank else "not-scored"
-            explained_figure(image, cam, caption).savefig(
-                partial / f"{prefix}_{Path(row.path).stem}.png"
-            )
-            step(1)
-    return folder
+        figures = _Figures(predictor, partial, chosen, score_anyway)
+        worklist = predict_paths(
+            predictor, inputs, batch_size, workers, progress, pseudonymize, score_anyway, figures
+        )
+        figures.name_by_rank(worklist)
+    return worklist

@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -17,10 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from cxr.data.image import XrayImage
 from cxr.data.reader import IMAGE_SUFFIXES, read_image
 from cxr.errors import CxrError, ImageReadError
-from cxr.evaluation.numbers import percent, versus
 from cxr.inference.plausibility import flags, out_of_population
 from cxr.inference.predictor import Predictor
 from cxr.models.card import ModelCard, normal_index
+from cxr.numbers import percent, versus
 from cxr.outputs import write_new_file
 from cxr.progress import Stages, silent
 from cxr.spreadsheet import csv_text
@@ -51,12 +52,28 @@ def pseudonym(name: str) -> str:
     return "file-" + hashlib.sha256(name.encode("utf-8", "replace")).hexdigest()[:16]
 
 
+class Beside(Protocol):
+    """Work done on each scored batch from what scoring already holds (heat maps): `keep` runs
+    in the loader's workers on each decoded image, the call on each batch's rows, model-size
+    arrays and what `keep` returned, so nothing is read from disk twice."""
+
+    def keep(self, image: XrayImage) -> Any: ...
+
+    def __call__(self, rows: list[Row], arrays: list[np.ndarray], kept: list[Any]) -> None: ...
+
+
 class _Inputs(Dataset):
     """Read and preprocess in DataLoader workers; a failure comes back as its reason."""
 
-    def __init__(self, paths: list[Path], names: list[str], predictor: Predictor) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        names: list[str],
+        predictor: Predictor,
+        keep: Callable[[XrayImage], Any] | None = None,
+    ) -> None:
         self.paths, self.names, self.prep = paths, names, predictor.card.preprocessing
-        self.population = predictor.card.population
+        self.population, self.keep = predictor.card.population, keep
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,8 +82,9 @@ class _Inputs(Dataset):
         try:
             image = read_image(self.paths[i], self.names[i])
         except ImageReadError as exc:
-            return i, None, f"{exc.problem.value}: {exc.detail}"
-        return i, self.prep.to_array(image.pixels), notes(image, self.population)
+            return i, None, f"{exc.problem.value}: {exc.detail}", None
+        kept = self.keep(image) if self.keep is not None else None
+        return i, self.prep.to_array(image.pixels), notes(image, self.population), kept
 
 
 def _collate(items):
@@ -296,25 +314,30 @@ def predict_paths(
     progress: Stages = silent,
     pseudonymize: bool = False,
     score_anyway: bool = False,
+    beside: Beside | None = None,
 ) -> Worklist:
     """Score every image under `inputs`; with `pseudonymize`, each path is replaced by
     `pseudonym(path)` in the rows and in the reasons of skipped files; `score_anyway` keeps the
-    numbers of images flagged as probably not frontal chest X-rays (beside their flags)."""
+    numbers of images flagged as probably not frontal chest X-rays (beside their flags);
+    `beside` works on each batch once it is scored."""
     paths = expand(inputs)
     step = progress("predicting", len(paths))
     shown = [pseudonym(str(p)) if pseudonymize else str(p) for p in paths]
     loader = DataLoader(
-        _Inputs(paths, shown, predictor),
+        _Inputs(paths, shown, predictor, beside.keep if beside is not None else None),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
     )
     rows, failures = [], []
     for items in loader:
-        good = [(i, x, f) for i, x, f in items if x is not None]
-        failures += [(shown[i], reason) for i, x, reason in items if x is None]
+        good = [item for item in items if item[1] is not None]
+        failures += [(shown[i], reason) for i, x, reason, _ in items if x is None]
         if good:
-            names = [shown[i] for i, _, _ in good]
-            rows += score(predictor, names, [x for _, x, _ in good], [f for _, _, f in good])
+            indices, arrays, noted, kept = (list(column) for column in zip(*good, strict=True))
+            scored = score(predictor, [shown[i] for i in indices], arrays, noted)
+            if beside is not None:
+                beside(scored, arrays, kept)
+            rows += scored
         step(len(items))
     return ranked(predictor, rows, failures, score_anyway)

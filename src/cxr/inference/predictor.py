@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cxr.errors import CxrError
+from cxr.inference.gradcam import GradCam
 from cxr.inference.probabilities import probabilities
 from cxr.models.card import ModelCard
 from cxr.models.io import load_model
 from cxr.models.probe import check_probe, probe_batch
+from cxr.models.registry import spec_of
 from cxr.models.signing import check_trusted
 
 ONNX_META_KEY = "cxr"
@@ -30,14 +34,30 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, path: Path) -> None:
-        self.model = load_model(path).to(memory_format=torch.channels_last)
-        self.card, self.source = self.model.card, path
+    """A checkpoint, and the one Grad-CAM explainer hooked on it (built on the first heat map):
+    the page, `cxr predict --cam` and the DICOM node all explain through `explain`."""
+
+    def __init__(self, model: torch.nn.Module, source: Path) -> None:
+        """`model` as read from its file `source`, or still in memory from training it there."""
+        self.model = model.to(memory_format=torch.channels_last)
+        self.card, self.source = self.model.card, source
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        return probabilities(self.model, x).numpy()
+        return probabilities(self.model, _tensor(batch)).numpy()
+
+    @cached_property  # once per model (cached_property locks its first call in Python 3.11)
+    def explainer(self) -> GradCam:
+        return GradCam(self.model, spec_of(self.card).target_layer)
+
+    def explain(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+        """Grad-CAM maps (N, S, S) in [0, 1] of the batch `predict` scored, image i's evidence
+        for class index `classes[i]`; safe to call from several threads at once."""
+        return self.explainer(_tensor(batch), classes)
+
+
+def _tensor(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
 
 
 def onnx_providers(available: list[str]) -> list[str]:
@@ -133,4 +153,4 @@ def load_predictor(path: Path) -> Predictor:
     check_trusted(path)  # before anything in the file is read: $CXR_TRUSTED_KEY, if set
     if path.suffix == ".onnx":
         return OnnxPredictor(path)
-    return TorchPredictor(path)
+    return TorchPredictor(load_model(path), path)

@@ -7,12 +7,11 @@ Every input is checked here, at the edge, against what both databases hold: ids 
 32-bit integers, text has a length limit and no NUL, control character or lone surrogate, and a
 422 never echoes the input (an unencodable echo would turn it into a 500)."""
 
-import base64
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
@@ -23,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
 from cxr.dicomnode.spool import preview
+from cxr.inline import data_uri
 from cxr.serve.auth import bearer, worklist_reviewer
 from cxr.store import worklist
 from cxr.store.models import Instance, Reviewer
@@ -92,8 +92,9 @@ def worklist_router(
     def session():
         with sessions() as s:
             yield s
+            s.commit()  # one unit of work per request, before the answer; an error rolls back
 
-    Db = Annotated[Session, Depends(session)]
+    Db = Annotated[Session, Depends(session, scope="function")]
 
     def reviewer(request: Request, db: Db) -> Reviewer:
         try:
@@ -105,6 +106,16 @@ def worklist_router(
             raise
 
     Who = Annotated[Reviewer, Depends(reviewer)]
+    _listing_routes(router, Db, Who, budget, population)
+    _case_routes(router, Db, Who, budget)
+    return router
+
+
+def _listing_routes(
+    router: APIRouter, Db: Any, Who: Any, budget: "RefusalBudget", population: dict | None
+) -> None:
+    """The page, the queues, the audit trail and the drift monitor. `Db`, `Who`: the
+    request's session and reviewer, as `worklist_router` depends on them."""
 
     @router.get("/worklist", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -145,6 +156,10 @@ def worklist_router(
         worklist.audit(db, who.name, "monitor", by=by)
         return monitor(db, population, by)
 
+
+def _case_routes(router: APIRouter, Db: Any, Who: Any, budget: "RefusalBudget") -> None:
+    """One case: its view (image and heat map) and the reviewer's decision."""
+
     @router.get("/api/worklist/{entry}")
     def case(entry: EntryId, who: Who, db: Db) -> dict:
         row = _entry(db, entry)
@@ -174,8 +189,6 @@ def worklist_router(
             status = 404 if "no such entry" in str(exc) else 422
             raise HTTPException(status, str(exc)) from None
         return _summary(row)
-
-    return router
 
 
 class RefusalBudget:
@@ -218,6 +231,7 @@ def refused(
         detail["unaudited_before"] = skipped
     worklist.audit(db, actor or "(no reviewer)", "refused", status=status, client=address,
                    method=request.method, path=_safe(request.url.path), **detail)  # fmt: skip
+    db.commit()  # on its own: the error answered next rolls the request's unit back
 
 
 def _entry(db: Session, entry: int) -> Instance:
@@ -236,6 +250,7 @@ def _summary(row: Instance) -> dict:
         "status": row.status,
         "reason": row.reason,
         "flags": row.flags,
+        "warnings": row.warnings,
         "classes": row.classes,
         "probabilities": row.probabilities,
         "predicted": row.predicted,
@@ -254,4 +269,4 @@ def _summary(row: Instance) -> dict:
 def _png_url(path: Path) -> str | None:
     if not path.is_file():
         return None
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return data_uri(path.read_bytes())
