@@ -14,6 +14,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -44,3 +45,23 @@ def csv_text(columns: Sequence[str], records: Iterable[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     write_rows(buffer, [columns, *([r.get(c, "") for c in columns] for r in records)])
     return buffer.getvalue()
+
+
+def write_predictions(
+    path: Path,
+    images: Sequence[Sequence[str]],
+    classes: Sequence[str],
+    probs: Sequence[Sequence[float]],
+    extra: dict[str, Sequence[Any]] | None = None,
+) -> None:
+    """The one layout of a labelled predictions CSV (a run's tuning predictions, an evaluation's):
+    (path, digest, patient, label) per image, P of each class at 6 decimals (every later figure
+    is computed from these), then the `extra` columns."""
+    extra = extra or {}
+    header = ["path", "digest", "patient", "label", *(f"p_{c}" for c in classes), *extra]
+    rows = (
+        [*image, *(f"{v:.6f}" for v in row), *(column[i] for column in extra.values())]
+        for i, (image, row) in enumerate(zip(images, probs, strict=True))
+    )
+    with Path(path).open("w", newline="") as fh:
+        write_rows(fh, [header, *rows])

@@ -17,11 +17,11 @@ from cxr.evaluation.conclusions import (
     recalibration_verdict,
     shift_sentence,
 )
-from cxr.evaluation.numbers import number
 from cxr.evaluation.predictions import Predictions, score
 from cxr.evaluation.report import build_report
 from cxr.metrics.calibration import calibration_error, fit_platt
 from cxr.models.card import ModelCard, Threshold
+from cxr.numbers import number
 
 CARD = ModelCard(
     architecture="cxr_cnn",
@@ -111,6 +111,9 @@ def test_probabilities_read_as_probabilities_only_where_the_ece_allows(evaluatio
         verdicts[name] = "can be read as probabilities" in sentence
         assert verdicts[name] == (upper <= READABLE_ECE), (name, upper, sentence)
         assert ("cannot be read" in sentence) != verdicts[name]
+        # never "0.03, above 0.05": a point below the limit is named as such
+        point_above = s["metrics"]["ece"] > READABLE_ECE
+        assert (f"above {READABLE_ECE};" in sentence) == point_above, sentence
     assert not verdicts["external"]
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 from tests.conftest import save_tiny_model
 
-from cxr.evaluation.numbers import percent, versus
+from cxr.numbers import percent, versus
 
 DECISION = re.compile(r"^(NORMAL|PNEUMONIA): P\(PNEUMONIA\) (\d\.\d+) (>=|<) threshold (\d\.\d+)$")
 

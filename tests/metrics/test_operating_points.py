@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_curve
 
 from cxr.metrics.classification import binary_metrics
-from cxr.metrics.stats import wilson_interval
+from cxr.metrics.stats import EXACT_BELOW, proportion_interval, wilson_interval
 from cxr.metrics.thresholds import (
     choose_threshold,
     operating_points,
@@ -94,3 +94,36 @@ def test_threshold_sweep_agrees_with_scikit_learn(pairs):
     assert ours["threshold"] == thresholds.tolist()
     for key, oracle in {"tn": tn, "fp": fp, "fn": fn, "tp": tp}.items():
         assert ours[key] == oracle.tolist(), key
+
+
+def test_one_rule_decides_when_wilson_replaces_the_bootstrap():
+    bootstrap = (0.2, 0.4)
+    assert proportion_interval(bootstrap, 12, 40, "patient bootstrap") == (
+        bootstrap,
+        "patient bootstrap",
+    )
+    for k, n, lo_hi in ((12, EXACT_BELOW - 1, bootstrap), (0, 40, bootstrap), (40, 40, bootstrap),
+                        (12, 40, (0.3, 0.3)), (12, 40, None)):  # fmt: skip
+        assert proportion_interval(lo_hi, k, n, "image bootstrap") == (
+            wilson_interval(k, n),
+            "Wilson",
+        ), (k, n, lo_hi)
+    assert proportion_interval(None, 0, 0, "image bootstrap") == (None, "image bootstrap")
+
+
+def test_operating_points_on_few_cases_get_the_same_wilson_intervals_as_the_scores():
+    """Under EXACT_BELOW cases behind a rate, the operating points switch to Wilson as `score`
+    does for the metrics (they once kept a bootstrap interval there)."""
+    tuning, evaluated = _scores(240, 1), _scores(24, 3)
+    truth, p, _ = evaluated
+    for o in operating_points(tuning, evaluated, n=200, seed=0):
+        decided = p >= o["threshold"]
+        pos, neg = decided[truth == 1], ~decided[truth == 0]
+        counts = {
+            "sensitivity": (int(pos.sum()), len(pos)),
+            "specificity": (int(neg.sum()), len(neg)),
+        }
+        for key, (k, n) in counts.items():
+            assert n < EXACT_BELOW
+            assert o[f"{key}_ci_method"] == "Wilson", key
+            assert o[f"{key}_ci95"] == pytest.approx(wilson_interval(k, n)), key

@@ -178,11 +178,16 @@ def _check_decimals(ds: pydicom.Dataset, label: str) -> None:
         try:
             numbers = [float(v) for v in values if v not in (None, "")]
         except (TypeError, ValueError) as exc:
-            raise ImageReadError(
-                label, ImageProblem.CORRUPT, f"DICOM {keyword} {str(value)[:40]!r} is not a number"
-            ) from exc
+            raise _not_a_number(label, keyword, value) from exc
         if keyword == "WindowWidth" and any(not w >= 1 for w in numbers):
             raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM WindowWidth {value} < 1")
+
+
+def _not_a_number(label: str, keyword: str, value: object) -> ImageReadError:
+    """A damaged header field: its first 40 characters, quoted, so a crafted value stays short."""
+    return ImageReadError(
+        label, ImageProblem.CORRUPT, f"DICOM {keyword} {str(value)[:40]!r} is not a number"
+    )
 
 
 def _number(ds: pydicom.Dataset, keyword: str, default: int, label: str) -> int:
@@ -191,9 +196,7 @@ def _number(ds: pydicom.Dataset, keyword: str, default: int, label: str) -> int:
     try:
         number = int(value if value not in (None, "") else default)
     except (TypeError, ValueError) as exc:
-        raise ImageReadError(
-            label, ImageProblem.CORRUPT, f"DICOM {keyword} {str(value)[:40]!r} is not a number"
-        ) from exc
+        raise _not_a_number(label, keyword, value) from exc
     if number < 0:
         raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM {keyword} {number} < 0")
     return number

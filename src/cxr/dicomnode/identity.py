@@ -64,11 +64,7 @@ def pixel_bytes(dataset: Dataset, syntax: UID) -> bytes:
         except Exception:  # malformed encapsulation: the bytes as sent; decoding will say why
             return data
     bits = _int(dataset, "BitsAllocated", 8)
-    count = (
-        _int(dataset, "Rows", 0) * _int(dataset, "Columns", 0)
-        * _int(dataset, "SamplesPerPixel", 1) * frames
-    )  # fmt: skip
-    size = -(-count * bits // 8)
+    size = -(-_samples(dataset, frames) * bits // 8)  # packed: 1-bit pixels fill bytes
     data = data[:size] if 0 < size <= len(data) else data  # without the even-length pad byte
     if not syntax.is_little_endian and bits in (16, 32) and len(data) % (bits // 8) == 0:
         data = np.frombuffer(data, dtype=f">u{bits // 8}").byteswap().tobytes()
@@ -79,11 +75,7 @@ def _decoded(dataset: Dataset, frames: int) -> bytes | None:
     """A lossless frame decoded to native little-endian bytes, within the reader's budget (the
     stream's own header must agree with the DICOM one, as the reader requires); None when it
     cannot be decoded here (no decoder for the syntax, a damaged stream): the frames as sent."""
-    bits = _int(dataset, "BitsAllocated", 8)
-    declared = (
-        _int(dataset, "Rows", 0) * _int(dataset, "Columns", 0)
-        * _int(dataset, "SamplesPerPixel", 1) * frames * -(-bits // 8)
-    )  # fmt: skip
+    declared = _samples(dataset, frames) * -(-_int(dataset, "BitsAllocated", 8) // 8)  # decoded
     if not 0 < declared <= MAX_DECODED_BYTES:
         return None
     try:
@@ -93,6 +85,14 @@ def _decoded(dataset: Dataset, frames: int) -> bytes | None:
     except Exception:  # ImageReadError, no decoder, damaged data: not decoded here
         return None
     return pixels.astype(pixels.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _samples(dataset: Dataset, frames: int) -> int:
+    """Pixel samples the header declares: rows x columns x samples per pixel x frames."""
+    return (
+        _int(dataset, "Rows", 0) * _int(dataset, "Columns", 0)
+        * _int(dataset, "SamplesPerPixel", 1) * frames
+    )  # fmt: skip
 
 
 def _int(dataset: Dataset, keyword: str, default: int) -> int:

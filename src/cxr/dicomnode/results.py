@@ -17,6 +17,7 @@ from pydicom.uid import generate_uid
 from pynetdicom.sop_class import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from cxr.inference.cam import OPACITY, colour_bar
+from cxr.models.card import Threshold
 from cxr.store.worklist import Received
 
 BANNER = "RESEARCH USE ONLY - NOT A DIAGNOSIS"
@@ -46,6 +47,20 @@ def _uid(*parts: str) -> str:
     return generate_uid(entropy_srcs=list(parts))
 
 
+def _series(entry: Received, kind: str, number: int, description: str) -> dict:
+    """Where a result object stands: its series and UIDs follow from the instance, its bytes and
+    the model (the same three give the same UIDs, so a resend replaces rather than adds)."""
+    key = (entry.sop_instance_uid, entry.content_digest, entry.model_fingerprint or "")
+    return {
+        "series_instance_uid": _uid(entry.study_instance_uid, key[2], f"{kind}-series"),
+        "series_number": number,
+        "sop_instance_uid": _uid(*key, kind),
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+        "series_description": f"{description} (research use, not a diagnosis)",
+    }
+
+
 def _concept(value: str, meaning: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=value, scheme_designator=SCHEME, meaning=meaning[:64])
 
@@ -60,15 +75,21 @@ def is_ours(dataset: Dataset) -> bool:
     )
 
 
+def _threshold(entry: Received) -> Threshold | None:
+    """The card's threshold the entry was decided at, typed again (it travels as the store's
+    JSON column holds it)."""
+    return Threshold(**entry.threshold) if entry.threshold else None
+
+
 def banner_lines(entry: Received, explained: str | None) -> list[str]:
     """What the Secondary Capture says above the image: the decision with the probability of
     the class it names (not the largest one), the rule, and what the colours explain."""
     probability = dict(zip(entry.classes or [], entry.probabilities or [], strict=True))
     decided = entry.predicted or "?"
     line = f"cxr: {decided}  P({decided}) = {probability.get(decided, float('nan')):.2f}"
-    if entry.threshold:
-        positive, value = entry.threshold["positive_class"], float(entry.threshold["value"])
-        line += f"  (threshold: {positive} if P({positive}) >= {value:.2f})"
+    if threshold := _threshold(entry):
+        positive = threshold.positive_class
+        line += f"  (threshold: {positive} if P({positive}) >= {threshold.value:.2f})"
     lines = [BANNER, line]
     if explained:
         lines.append(f"heat map: evidence for {explained}, weak to strong:")
@@ -125,7 +146,6 @@ def _wrapped(lines: list[str], font, width: int) -> list[str]:
 def secondary_capture(
     source: Dataset, entry: Received, picture: Image.Image, explained: str | None
 ) -> hd.sc.SCImage:
-    key = (entry.sop_instance_uid, entry.content_digest, entry.model_fingerprint or "")
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=reference(source),
         pixel_array=with_banner(picture, entry, explained),
@@ -133,12 +153,7 @@ def secondary_capture(
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
         patient_orientation=_orientation(source),
-        series_instance_uid=_uid(entry.study_instance_uid, key[2], "sc-series"),
-        series_number=SC_SERIES,
-        sop_instance_uid=_uid(*key, "sc"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        series_description="cxr heat map (research use, not a diagnosis)",
+        **_series(entry, "sc", SC_SERIES, "cxr heat map"),
     )
     sc.BurnedInAnnotation = "YES"
     return sc
@@ -176,17 +191,15 @@ def structured_report(
         )
         for i, (name, p) in enumerate(zip(classes, probs, strict=True))
     ]
-    if entry.threshold:
+    if threshold := _threshold(entry):
         items += [
             hd.sr.NumContentItem(
-                _concept("CXR-THR", f"Threshold on P({entry.threshold['positive_class']})"),
-                float(entry.threshold["value"]),
+                _concept("CXR-THR", f"Threshold on P({threshold.positive_class})"),
+                float(threshold.value),
                 hd.sr.CodedConcept("1", "UCUM", "no units"),
                 relationship_type=contains,
             ),
-            hd.sr.TextContentItem(
-                _concept("CXR-RULE", "Threshold rule"), str(entry.threshold["rule"]), contains
-            ),
+            hd.sr.TextContentItem(_concept("CXR-RULE", "Threshold rule"), threshold.rule, contains),
         ]
     items += [
         hd.sr.TextContentItem(_concept("CXR-MODEL", "Model"), entry.model_name or "", contains),
@@ -213,14 +226,8 @@ def structured_report(
         )
     root = hd.sr.ContainerContentItem(_concept("CXR-RESULT", "Chest X-ray classifier result"))
     root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
-    key = (entry.sop_instance_uid, entry.content_digest, entry.model_fingerprint or "")
     return hd.sr.ComprehensiveSR(
         evidence=[reference(source), *([heat_map] if heat_map is not None else [])],
         content=root,
-        series_instance_uid=_uid(entry.study_instance_uid, key[2], "sr-series"),
-        series_number=SR_SERIES,
-        sop_instance_uid=_uid(*key, "sr"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        series_description="cxr result (research use, not a diagnosis)",
+        **_series(entry, "sr", SR_SERIES, "cxr result"),
     )

@@ -11,9 +11,16 @@ import numpy as np
 
 from cxr.errors import CxrError
 from cxr.evaluation.predictions import read_predictions_csv
-from cxr.metrics.calibration import Calibration, calibration_error, choose_calibration
+from cxr.metrics.calibration import (
+    Calibration,
+    calibration_error,
+    choose_calibration,
+    log_probs,
+)
+from cxr.metrics.stats import patient_groups
 from cxr.models.card import ModelCard
 from cxr.models.io import read_card, read_model_file, write_model_file
+from cxr.outputs import must_be_new
 
 
 @dataclass(frozen=True)
@@ -60,25 +67,33 @@ def _where(verdict: str, predictions: Path) -> str:
     return verdict.replace("on the tuning split", here).replace("tuning images", "images")
 
 
+def recalibrate(
+    probs: np.ndarray, targets: np.ndarray, positive: int | None, patients: list[str], method: str
+) -> Calibration:
+    """A calibration chosen on a site's own labelled predictions, each candidate scored on
+    patients held out of its fit (`cxr calibrate`, and the report's before/after line)."""
+    groups = patient_groups(patients)
+    return choose_calibration(
+        log_probs(probs), targets, positive, method, None if groups is None else np.array(groups)
+    )
+
+
 def calibrate_file(model: Path, predictions: Path, out: Path, method: str = "auto") -> Calibrated:
-    if out.exists():
-        raise CxrError(f"{out} exists; cxr never overwrites a model file (choose another --out)")
+    must_be_new(out)
     payload = read_model_file(model)
     card = read_card(model, payload)
     columns = read_predictions_csv(predictions, card)
     probs = columns["probs"]
     targets = np.array([card.classes.index(label) for label in columns["labels"]])
-    log_p = np.log(np.clip(probs, 1e-12, 1.0))
-    groups = np.array(columns["patients"]) if all(columns["patients"]) else None
     try:
-        fitted = choose_calibration(log_p, targets, card.positive, method, groups)
+        fitted = recalibrate(probs, targets, card.positive, columns["patients"], method)
     except ValueError as exc:
         raise CxrError(f"{predictions}: {exc}") from exc
     fitted = dataclasses.replace(fitted, verdict=_where(fitted.verdict, predictions))
     if fitted.method == "none":
         raise CxrError(f"{predictions}: {fitted.verdict}; {model} is left as it is")
     before = calibration_error(targets, probs, card.positive)
-    after = calibration_error(targets, fitted.probabilities(log_p), card.positive)
+    after = calibration_error(targets, fitted.probabilities(log_probs(probs)), card.positive)
     combined = _compose(card.calibration, fitted)
     new_card = dataclasses.replace(_moved_threshold(card, fitted), calibration=combined)
     write_model_file(out, {**payload, "card": new_card.to_dict()})

@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
-
-from cxr.evaluation.numbers import interval, number
+from cxr.evaluation.calibration import recalibrate
 from cxr.evaluation.predictions import Predictions
-from cxr.metrics.calibration import choose_calibration
+from cxr.numbers import interval, number
 
 READABLE_ECE = 0.05  # an ECE (upper 95 % bound) at most this: probabilities read as such
 Z95 = 1.959964
@@ -72,9 +70,15 @@ def calibration_verdict(p: Predictions, scores: dict) -> str | None:
             f"On these images the probabilities can be read as probabilities: expected "
             f"calibration error {ece}, at most {READABLE_ECE}."
         )
+    point = scores["metrics"]["ece"]
+    why = (
+        f"{ece}, above {READABLE_ECE}"
+        if point > READABLE_ECE
+        else f"{ece}: its interval reaches above {READABLE_ECE}, too few images to show it is not"
+    )
     return (
         f"On these images the probabilities cannot be read as probabilities: expected "
-        f"calibration error {ece}, above {READABLE_ECE}; rank by them, but recalibrate "
+        f"calibration error {why}; rank by them, but recalibrate "
         "(`cxr calibrate MODEL --predictions` on labelled images of this population) before "
         "reading 0.8 as an 80 % chance."
     )
@@ -86,10 +90,8 @@ def recalibration_verdict(p: Predictions) -> str | None:
     the model's own splits (their calibration is the card's) and where no fold can be held out."""
     if not p.binary or p.split in CHOSEN_ON | {HELD_OUT}:
         return None
-    groups = np.array(p.patients) if all(p.patients) else None
-    log_p = np.log(np.clip(p.probs, 1e-12, 1.0))
     try:
-        fitted = choose_calibration(log_p, p.targets, p.positive, "auto", groups)
+        fitted = recalibrate(p.probs, p.targets, p.positive, p.patients, "auto")
     except ValueError:
         return None
     held = fitted.candidates

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from cxr.metrics.calibration import calibration_error, fit_platt, fit_temperature
+from cxr.metrics.calibration import calibration_error, fit_platt, fit_temperature, log_probs
 from cxr.models.card import ModelCard
 
 ALPHA = 0.01  # "beyond chance": a batch this unlike the tuning split at most 1 time in 100
@@ -34,7 +34,7 @@ def label_budget(card: ModelCard, seed: int = 0) -> tuple[int, list[tuple[int, f
     sizes = [n for n in SIZES if n <= len(targets) - 20]
     if len(sizes) < 2:
         return None
-    log_p = np.log(np.clip(probs, 1e-12, 1.0))
+    log_p = log_probs(probs)
     fit = fit_platt if card.binary and card.positive == 1 else fit_temperature
     rng = np.random.default_rng(seed)
     curve = []

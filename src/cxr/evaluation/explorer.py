@@ -31,12 +31,11 @@ def explorer_data(
         positive, negative = card.positive_class, card.classes[1 - card.positive]
     else:
         positive, negative = "abnormal", "normal"
-    threshold = card.threshold.value if card.binary and card.threshold else 0.5
     points = threshold_sweep(truth, score)
     return {
         "positive_class": positive,
         "negative_class": negative,
-        "threshold": float(threshold),
+        "threshold": float(card.threshold_value),
         "split": images,
         "images": len(truth),
         "positives": int(np.sum(truth)),

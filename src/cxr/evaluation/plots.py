@@ -45,8 +45,8 @@ def roc_figure(models: list[Predictions]) -> Figure:
             fpr, tpr, _ = roc_curve(truth, s)
 
             line = ax.plot(fpr, tpr, label=f"{label} (AUROC {auc(fpr, tpr):.3f})")[0]
-            if value is not None:
-                decided = s >= value
+            if value is not None:  # a binary model's own decision, as the card makes it
+                decided = p.decisions() == p.positive
                 sens = decided[truth == 1].mean()
                 fpr_at = decided[truth == 0].mean()
                 ax.plot(fpr_at, sens, "o", color=line.get_color(), markersize=8)

@@ -13,12 +13,12 @@ import numpy as np
 
 from cxr.errors import CxrError
 from cxr.metrics.classification import binary_metrics, multiclass_metrics, one_vs_rest_auroc
-from cxr.metrics.stats import bootstrap_intervals, wilson_interval
+from cxr.metrics.stats import bootstrap_intervals, patient_groups, proportion_interval
 from cxr.metrics.thresholds import operating_points
 from cxr.models.card import ModelCard, normal_index
-from cxr.models.io import read_card
+from cxr.models.io import MODEL_FILE, read_card
 from cxr.progress import Stages, silent
-from cxr.spreadsheet import read_cell, write_rows
+from cxr.spreadsheet import read_cell, write_predictions
 
 RUN_PREDICTIONS = "tuning_predictions.csv"
 EVAL_PREDICTIONS = "predictions.csv"
@@ -88,18 +88,17 @@ class Predictions:
         return self.card.decide(self.probs)
 
     def write_csv(self, path: Path) -> None:
-        predicted = self.decisions()
-        header = ["path", "digest", "patient", "label", *[f"p_{c}" for c in self.classes]]
+        """`predictions.csv`: the probabilities, the decision, its threshold and whether the
+        model saw each image."""
         value = getattr(self.threshold, "value", None) if self.binary else None
-        seen = self.seen or ["unknown"] * len(self.paths)
-        rows = (
-            [self.paths[i], self.digest[i], self.patients[i], self.labels[i]]
-            + [f"{v:.6f}" for v in row]
-            + [self.classes[predicted[i]], "" if value is None else f"{value:.6g}", seen[i]]
-            for i, row in enumerate(self.probs)
-        )
-        with path.open("w", newline="") as fh:
-            write_rows(fh, [[*header, "predicted", "threshold", "seen"], *rows])
+        n = len(self.paths)
+        images = list(zip(self.paths, self.digest, self.patients, self.labels, strict=True))
+        extra = {
+            "predicted": [self.classes[k] for k in self.decisions()],
+            "threshold": ["" if value is None else f"{value:.6g}"] * n,
+            "seen": self.seen or ["unknown"] * n,
+        }
+        write_predictions(path, images, self.classes, self.probs, extra)
 
 
 def read_predictions_csv(path: Path, card: ModelCard) -> dict[str, list]:
@@ -134,7 +133,7 @@ def load_predictions(folder: Path) -> Predictions:
         split, name, data = info["split"], info["name"], info.get("data", "")
         warnings = list(info.get("warnings", []))
     elif (folder / RUN_PREDICTIONS).is_file():
-        csv_path, model_file = folder / RUN_PREDICTIONS, folder / "model.pt"
+        csv_path, model_file = folder / RUN_PREDICTIONS, folder / MODEL_FILE
         card = read_card(model_file)
         split, name, data = "tuning", folder.name, card.data.get("root", "")
         warnings = ["the tuning split chose this model's epoch, calibration and threshold: its "
@@ -177,16 +176,12 @@ def pairwise_auroc(p: Predictions) -> dict[str, float]:
 def _point(p: Predictions, rows: np.ndarray) -> dict[str, float]:
     y, probs = p.targets[rows], p.probs[rows]
     if p.binary:
-        numbers = binary_metrics(*p.binary_view(rows), _threshold(p))
+        numbers = binary_metrics(*p.binary_view(rows), p.card.threshold_value)
         return {k: v for k, v in numbers.items() if isinstance(v, float)}
     numbers = multiclass_metrics(y, probs, p.classes)
     out = {k: v for k, v in numbers.items() if isinstance(v, float)}
     out |= {f"auroc_{c}": v["auroc"] for c, v in numbers["per_class"].items()}
     return out
-
-
-def _threshold(p: Predictions) -> float:
-    return p.threshold.value if p.threshold else 0.5
 
 
 def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages = silent) -> dict:
@@ -195,7 +190,7 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
     multi-class model the confusion matrix, class pairs and the normal-vs-abnormal view."""
     everything = np.arange(len(p.labels))
     if p.binary:
-        point = binary_metrics(*p.binary_view(), _threshold(p))
+        point = binary_metrics(*p.binary_view(), p.card.threshold_value)
         decided = p.decisions()
         point["confusion_matrix"] = [
             [int(((p.targets == t) & (decided == d)).sum()) for d in range(2)] for t in range(2)
@@ -205,8 +200,8 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
         point["pairwise_auroc"] = pairwise_auroc(p)
         view = p.binary_view()
         if view is not None:
-            point["abnormal_vs_normal"] = binary_metrics(*view, 0.5)
-    groups = p.patients if all(p.patients) else None
+            point["abnormal_vs_normal"] = binary_metrics(*view, p.card.threshold_value)
+    groups = patient_groups(p.patients)
     step = progress(f"{p.name}: bootstrap", bootstrap)
     ci = bootstrap_intervals(
         lambda rows: _point(p, rows), len(everything), groups, bootstrap, seed, step=step
@@ -214,8 +209,7 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
     unit = "patient" if groups else "image"
     methods = {key: f"{unit} bootstrap" for key in ci}
     for key, (k, n) in _proportions(p, point).items():
-        if _degenerate(ci.get(key), k, n):
-            ci[key], methods[key] = wilson_interval(k, n), "Wilson"
+        ci[key], methods[key] = proportion_interval(ci.get(key), k, n, f"{unit} bootstrap")
     out = {
         "metrics": point,
         "ci95": ci,
@@ -231,9 +225,6 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
     return out
 
 
-EXACT_BELOW = 30  # fewer cases than this behind a proportion: the percentile bootstrap is unsafe
-
-
 def _proportions(p: Predictions, m: dict) -> dict[str, tuple[int, int]]:
     """(successes, cases) behind each proportion the scores report."""
     if not p.binary:
@@ -247,12 +238,6 @@ def _proportions(p: Predictions, m: dict) -> dict[str, tuple[int, int]]:
         "npv": (tn, tn + fn),
     }
     return {key: kn for key, kn in counts.items() if kn[1] > 0}
-
-
-def _degenerate(lo_hi: tuple[float, float] | None, k: int, n: int) -> bool:
-    """Where a percentile bootstrap of a proportion cannot be believed: no interval or one of zero
-    width, few cases, or all or none of them."""
-    return lo_hi is None or lo_hi[0] == lo_hi[1] or n < EXACT_BELOW or k in (0, n)
 
 
 def tuning_view(card: ModelCard) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
@@ -271,5 +256,5 @@ def tuning_view(card: ModelCard) -> tuple[np.ndarray, np.ndarray, list[str] | No
             records = []
         labels = [card.classes[t] for t in targets]
         if [r.label for r in records] == labels:  # the same images in the same order
-            patients = [r.group or str(r.path) for r in records]
+            patients = [r.group for r in records]
     return truth, score_, patients or None

@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from cxr.evaluation.numbers import number
 from cxr.inference.predictor import Predictor
 from cxr.metrics.classification import binary_metrics, multiclass_metrics
 from cxr.models.card import ModelCard
+from cxr.numbers import number
 
 SHIFT_JSON = "shift.json"
 
@@ -105,8 +105,7 @@ PERTURBATIONS = (
 
 def _figures(card: ModelCard, targets: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     if card.binary:
-        threshold = card.threshold.value if card.threshold else 0.5  # as `score` reads it
-        m = binary_metrics(*card.binary_view(targets, probs), threshold)
+        m = binary_metrics(*card.binary_view(targets, probs), card.threshold_value)
         return {k: m[k] for k in ("auroc", "sensitivity", "specificity")}
     m = multiclass_metrics(targets, probs, list(card.classes))
     return {"macro_auroc": m["macro_auroc"], "accuracy": m["accuracy"]}

@@ -125,6 +125,11 @@ def fit_vector(logits: np.ndarray, targets: np.ndarray) -> Calibration:
 FITTERS = {"temperature": fit_temperature, "platt": fit_platt, "vector": fit_vector}
 
 
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    """Stored probabilities back to log space (a calibration's input), zeros kept finite."""
+    return np.log(np.clip(probs, 1e-12, 1.0))
+
+
 def calibration_error(targets: np.ndarray, probs: np.ndarray, positive: int | None = 1) -> float:
     """ECE of P(positive) for a binary model, of the arg-max's confidence otherwise."""
     targets, probs = np.asarray(targets), np.asarray(probs)

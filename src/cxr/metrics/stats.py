@@ -34,6 +34,12 @@ def bootstrap_intervals(
     return percentile_intervals(draws, level)
 
 
+def patient_groups(patients: list[str]) -> list[str] | None:
+    """Resample by patient only when every image names one: one unknown would make its image a
+    patient of its own among grouped ones, so a partly labelled set is resampled by image."""
+    return list(patients) if all(patients) else None
+
+
 def resampling_units(n_rows: int, groups: list[str] | None = None) -> list[np.ndarray]:
     """The rows of each patient (or each row alone): what one bootstrap draw picks whole."""
     if groups is None:
@@ -65,6 +71,22 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     cases, where a percentile bootstrap collapses to a point."""
     ci = stats.binomtest(int(k), int(n)).proportion_ci(level, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+EXACT_BELOW = 30  # fewer cases than this behind a proportion: the percentile bootstrap is unsafe
+
+
+def proportion_interval(
+    bootstrapped: tuple[float, float] | None, k: int, n: int, method: str, level: float = 0.95
+) -> tuple[tuple[float, float] | None, str]:
+    """(interval, method) of the proportion k/n: the bootstrap's, or Wilson's where a percentile
+    bootstrap cannot be believed (no interval or one of zero width, fewer than `EXACT_BELOW`
+    cases, all or none of them). The one rule for every proportion cxr reports."""
+    if n and (
+        bootstrapped is None or bootstrapped[0] == bootstrapped[1] or n < EXACT_BELOW or k in (0, n)
+    ):
+        return wilson_interval(k, n, level), "Wilson"
+    return bootstrapped, method
 
 
 def _midranks(x: np.ndarray) -> np.ndarray:

@@ -9,7 +9,12 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from cxr.errors import CxrError
-from cxr.metrics.stats import percentile_intervals, resample, resampling_units, wilson_interval
+from cxr.metrics.stats import (
+    percentile_intervals,
+    proportion_interval,
+    resample,
+    resampling_units,
+)
 
 TARGET_SENSITIVITIES = (0.90, 0.95, 0.98)
 
@@ -124,9 +129,8 @@ def operating_points(
             "tuning_specificity": tune_spec,
         }
         for key, (k, cases) in _counts(y_e, p_e, t).items():
-            lo_hi, method = ci.get(f"{s}/{key}"), "patient bootstrap" if g_e else "image bootstrap"
-            if cases and (lo_hi is None or lo_hi[0] == lo_hi[1] or k in (0, cases)):
-                lo_hi, method = wilson_interval(k, cases, level), "Wilson"
+            bootstrap = "patient bootstrap" if g_e else "image bootstrap"
+            lo_hi, method = proportion_interval(ci.get(f"{s}/{key}"), k, cases, bootstrap, level)
             point |= {key: k / cases if cases else np.nan, f"{key}_ci95": lo_hi}
             point[f"{key}_ci_method"] = method
         out.append(point)

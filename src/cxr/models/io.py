@@ -22,22 +22,35 @@ from cxr.models.probe import check_probe, probe_batch
 from cxr.models.registry import create_model
 
 FORMAT = "cxr-model/2"
+MODEL_FILE = "model.pt"  # a training run's model, inside its run folder
 
 
-def save_model(path: Path, model: nn.Module, card: ModelCard | None = None) -> Path:
-    """`card` (default: the model's own) goes in with the versions that wrote the file."""
+def run_name(path: str | Path) -> str:
+    """What a model is called in tables and reports: its run folder's name for a run's
+    `model.pt`, else the file's own name without its suffix."""
+    path = Path(path)
+    return path.parent.name if path.name == MODEL_FILE else path.stem
+
+
+def stamped(card: ModelCard) -> ModelCard:
+    """`card` with the versions that write it: what a model file holds."""
     import dataclasses
 
     import cxr
 
-    card = dataclasses.replace(
-        card or model.card,
+    return dataclasses.replace(
+        card,
         versions={
             "cxr": cxr.__version__,
             "torch": str(torch.__version__),
             "python": platform.python_version(),
         },
     )
+
+
+def save_model(path: Path, model: nn.Module, card: ModelCard | None = None) -> Path:
+    """`card` (default: the model's own) goes in with the versions that wrote the file."""
+    card = stamped(card or model.card)
     payload = {
         "format": FORMAT,
         "card": card.to_dict(),

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
+from cxr.models.card import Threshold
 from cxr.store.models import Instance, Status
 
 BOOTSTRAP = 500
@@ -78,36 +79,35 @@ def _period(days: np.ndarray, by: str) -> np.ndarray:
 
 
 def _against_reviewers(session: Session, by: str) -> dict | None:
-    """The latest model's decision rule against the reviewers' labels, overall and per period
-    (binary models with a threshold; earlier models' rows are left out)."""
+    """The latest model's decisions against the reviewers' labels, overall and per period
+    (binary models with a threshold; earlier models' rows are left out). A decision is the one
+    the model's card made when the image was scored (`predicted`), never re-derived here."""
     latest = session.execute(
-        select(Instance.model_fingerprint, Instance.threshold, Instance.classes)
+        select(Instance.model_fingerprint, Instance.threshold)
         .where(Instance.review_label.is_not(None), Instance.threshold.is_not(None))
         .order_by(Instance.reviewed_at.desc(), Instance.id.desc())
         .limit(1)
     ).first()
-    if latest is None or not latest.classes:
+    if latest is None:
         return None
-    fingerprint, threshold, classes = latest
-    positive, value = threshold["positive_class"], float(threshold["value"])
+    threshold = Threshold(**latest.threshold)  # kept as JSON in the row: typed again
+    positive = threshold.positive_class
     rows = session.execute(
         select(_epoch_days(session), Instance.id, Instance.patient_pseudonym,
-               Instance.review_label, Instance.predicted, Instance.probabilities)
-        .where(Instance.review_label.is_not(None), Instance.model_fingerprint == fingerprint)
+               Instance.review_label, Instance.predicted)
+        .where(Instance.review_label.is_not(None),
+               Instance.model_fingerprint == latest.model_fingerprint)
     ).all()  # fmt: skip
-    day, ids, patients, label, predicted, probabilities = zip(*rows, strict=True)
-    k = classes.index(positive)
-    p = np.array([probs[k] for probs in probabilities], float)
-    truth, label = np.array(label) == positive, np.array(label)
-    decided = p >= value
+    day, ids, patients, label, predicted = (np.array(c) for c in zip(*rows, strict=True))
+    truth, decided = label == positive, predicted == positive
     groups = np.array([g or f"row{i}" for g, i in zip(patients, ids, strict=True)])
-    agreed = label == np.array(predicted)
+    agreed = label == predicted
     counts = np.stack([truth & decided, truth, ~truth & ~decided, ~truth, agreed,
                        np.ones_like(truth)], 1).astype(float)  # fmt: skip
     period = _period(np.array(day, float), by)
     return {
         "positive_class": positive,
-        "threshold": value,
+        "threshold": threshold.value,
         **_rates(counts, groups),
         "periods": {
             int(s): _rates(counts[period == s], groups[period == s]) for s in np.unique(period)
