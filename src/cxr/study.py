@@ -34,5 +34,6 @@ def run_study(
         run / "report.html",
         bootstrap,
         progress=progress,
+        external=[evaluation.external.figures] if evaluation.external else [],
     )
     return Study(run, evaluation, report)

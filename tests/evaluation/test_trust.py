@@ -15,16 +15,19 @@ import torch
 from tests.conftest import train_tiny
 
 from cxr.data.reader import read_image
+from cxr.data.split import INTERNAL_TEST
 from cxr.errors import CxrError
 from cxr.evaluation.ensemble import build_ensemble
-from cxr.evaluation.evaluate import INTERNAL_TEST, evaluate
-from cxr.evaluation.numbers import number
+from cxr.evaluation.evaluate import evaluate
+from cxr.evaluation.held_out import train_and_test
 from cxr.evaluation.report import build_report
 from cxr.inference.export import export_onnx
 from cxr.inference.predictor import load_predictor
 from cxr.metrics.stats import wilson_interval
 from cxr.models import create_model, list_models
 from cxr.models.io import load_model, read_model_file, write_model_file
+from cxr.numbers import number
+from cxr.training.config import load_config
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,30 @@ def test_operating_points_and_exact_intervals_in_metrics_json(runs, data, tmp_pa
 
 def _cli_table(text: str) -> dict[str, str]:
     return dict(re.findall(r"│ (\w+)\s+│ (n/a|\d\.\d{4})", text))
+
+
+def test_the_study_scores_its_internal_test_as_evaluate_does_from_the_file(
+    data, tmp_path, monkeypatch
+):
+    """train_and_test scores the model, data and split that training holds in memory: the same
+    rows, probabilities, figures and card as `evaluate` reading model.pt and splitting again."""
+    monkeypatch.setenv("CXR_CACHE", str(tmp_path / "cache"))
+    overrides = ["name=held", "data.limit=64", "data.workers=0", "optim.epochs=1", "model.size=48"]
+    cfg = load_config(
+        None, [*overrides, f"data.root={data / 'chest_xray'}", f"runs_dir={tmp_path / 'runs'}"]
+    )
+    run, held = train_and_test(cfg, bootstrap=20)
+    again = evaluate(
+        run / "model.pt", data / "chest_xray", INTERNAL_TEST, tmp_path / "e", bootstrap=20
+    )
+    first, second = held.predictions, again.predictions
+    assert len(first.paths) > 8 and first.paths == second.paths and first.seen == second.seen
+    assert np.array_equal(first.probs, second.probs)
+    assert json.dumps(held.scores, sort_keys=True) == json.dumps(again.scores, sort_keys=True)
+    cards = [json.dumps(p.card.to_dict(), sort_keys=True, default=str) for p in (first, second)]
+    assert cards[0] == cards[1]  # the card in memory is the one model.pt holds
+    written = run / "evaluation" / "predictions.csv"
+    assert written.read_bytes() == (tmp_path / "e" / "predictions.csv").read_bytes()
 
 
 def test_evaluate_json_report_and_compare_print_the_same_digits(runs, data, tmp_path):

@@ -63,6 +63,10 @@ def test_scratch_run_folder_and_model_round_trip(tmp_path, data):
     p = np.array([float(r["p_PNEUMONIA"]) for r in tuning])
     chosen = choose_threshold(truth, p, card.threshold.rule)
     assert card.threshold.value == pytest.approx(chosen, abs=1e-5)
+    # the card groups its tuning images by patient as the CSV does, by number, never by the id
+    ids, numbers = [r["patient"] for r in tuning], card.tuning["patients"]
+    assert len(set(ids)) == len(set(numbers)) == len(set(zip(ids, numbers, strict=True)))
+    assert not set(ids) & set(numbers)
     assert card.metrics == metrics and card.calibration.verdict
     # the AUROC logged for the epoch (torchmetrics, on the tuning split) is the one the final
     # tuning predictions give (scikit-learn): calibration is an affine map of the logit gap,

@@ -33,7 +33,8 @@ class Protocol:
         return getattr(self, PARTS[name])
 
 
-PARTS = {"train": "train", "tuning": "tune", "internal-test": "test"}
+INTERNAL_TEST = "internal-test"  # the model's own held-out patients, rebuilt from its card
+PARTS = {"train": "train", "tuning": "tune", INTERNAL_TEST: "test"}
 _FOLD = 0.05  # held-out shares are whole numbers of 5 % patient folds
 
 

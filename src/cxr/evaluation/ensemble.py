@@ -7,21 +7,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from cxr.data.cache import PixelCache
-from cxr.data.xrays import CachedXrays
 from cxr.errors import CxrError
-from cxr.inference.probabilities import logits_of
-from cxr.metrics.calibration import calibration_error, choose_calibration
-from cxr.metrics.classification import auroc, binary_metrics
-from cxr.metrics.thresholds import choose_threshold
-from cxr.models.card import ModelCard, Threshold
+from cxr.models.card import ModelCard
 from cxr.models.ensemble import ENSEMBLE
-from cxr.models.io import load_model, save_model
+from cxr.models.io import MODEL_FILE, load_model, run_name, save_model
 from cxr.models.registry import create_model
-
-MODEL_FILE = "model.pt"
+from cxr.outputs import must_be_new
+from cxr.training.tuning import finish_tuning
 
 
 def _model_file(item: Path) -> Path:
@@ -59,8 +52,7 @@ def _check_members(files: list[Path], cards: list[ModelCard]) -> None:
 def build_ensemble(items: list[Path], out: Path, threshold_rule: str | None = None) -> Path:
     """Write `out`/model.pt; `threshold_rule` defaults to the first member's rule."""
     target = Path(out) / MODEL_FILE
-    if target.exists():
-        raise CxrError(f"{target} exists; cxr never overwrites a model file (choose another --out)")
+    must_be_new(target)
     files = [_model_file(Path(i)) for i in items]
     members = [load_model(f) for f in files]
     cards = [m.card for m in members]
@@ -89,7 +81,7 @@ def build_ensemble(items: list[Path], out: Path, threshold_rule: str | None = No
         first,
         architecture=ENSEMBLE,
         args=args,
-        members=tuple(_name(f) for f in files),
+        members=tuple(run_name(f) for f in files),
         strategy="ensemble",
         recipe={
             "combination": "mean of the members' calibrated log-probabilities",
@@ -110,40 +102,5 @@ def _tune(model, card: ModelCard, rule: str | None) -> ModelCard:
     images = PixelCache(prep.size, prep.resize).load([r.path for r in tune])
     by_path = {r.path: r for r in tune}
     kept = [by_path[p] for p in images.paths]
-    y = np.array([card.classes.index(r.label) for r in kept])
-    patients = np.array([r.group or str(r.path) for r in kept])
-    logits = logits_of(model, CachedXrays(images, y.tolist(), prep))
-    calibration = choose_calibration(
-        logits, y, card.positive, "auto", groups=patients, seed=card.data.get("seed", 0)
-    )
-    p = calibration.probabilities(logits)
-    raw = dataclasses.replace(calibration, method="none").probabilities(logits)
-    metrics = {
-        "tuning_auroc": auroc(y, p),
-        "tuning_accuracy": float((p.argmax(1) == y).mean()),
-        "tuning_ece_raw": calibration_error(y, raw, card.positive),
-        "tuning_ece": calibration_error(y, p, card.positive),
-    }
-    threshold = None
-    if card.binary and rule:
-        truth, score = card.binary_view(y, p)
-        value = choose_threshold(truth, score, rule)
-        threshold = Threshold(value, rule, card.positive_class, "tuning split")
-        at = binary_metrics(truth, score, value)
-        metrics |= {f"tuning_{k}": at[k] for k in ("sensitivity", "specificity", "accuracy")}
-    return dataclasses.replace(
-        card,
-        calibration=calibration,
-        threshold=threshold,
-        metrics=metrics,
-        tuning={
-            "targets": y.tolist(),
-            "probs": np.round(p, 6).tolist(),
-            # which images share a patient, for bootstrap by patient; numbers, never the ids
-            "patients": [str(i) for i in np.unique(patients, return_inverse=True)[1]],
-        },
-    )
-
-
-def _name(path: Path) -> str:
-    return path.parent.name if path.name == MODEL_FILE else path.stem
+    tuned, _ = finish_tuning(model, images, kept, "auto", rule, card.data.get("seed", 0))
+    return tuned

@@ -5,25 +5,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxr.evaluation.evaluate import INTERNAL_TEST, Evaluation, evaluate
+from cxr.evaluation.evaluate import Evaluation, evaluate_trained
+from cxr.evaluation.external import judge_trained
+from cxr.models.io import MODEL_FILE
 from cxr.progress import Stages, silent
-from cxr.settings import resolve_data
 from cxr.training.config import TrainConfig
-from cxr.training.fit import fit
+from cxr.training.fit import train
 
 
 def train_and_test(
     cfg: TrainConfig, bootstrap: int = 1000, progress: Stages = silent
 ) -> tuple[Path, Evaluation]:
-    """The run folder, and its model's evaluation on the internal test in `run`/evaluation."""
-    run = fit(cfg)
-    evaluation = evaluate(
-        run / "model.pt",
-        resolve_data(cfg.data.root),
-        INTERNAL_TEST,
-        run / "evaluation",
+    """The run folder, and its model's evaluation on the internal test in `run`/evaluation,
+    scored from what training holds: the model, the data and its split, in memory; and on the
+    external judge the config declares, if any (`run`/evaluation/external.json)."""
+    trained = train(cfg)
+    evaluation = evaluate_trained(
+        trained.model,
+        trained.run / MODEL_FILE,
+        trained.dataset.root,
+        trained.protocol.test,
+        trained.run / "evaluation",
         bootstrap=bootstrap,
         workers=cfg.data.workers,
         progress=progress,
     )
-    return run, evaluation
+    if cfg.evaluation.external:
+        evaluation.external = judge_trained(
+            cfg.evaluation.external,
+            trained.model,
+            trained.run / MODEL_FILE,
+            evaluation.out,
+            bootstrap,
+            cfg.data.workers,
+        )
+    return trained.run, evaluation

@@ -116,6 +116,12 @@ class ModelCard:
     def positive_class(self) -> str | None:
         return None if self.positive is None else self.classes[self.positive]
 
+    @property
+    def threshold_value(self) -> float:
+        """Where the binary view turns positive: the chosen threshold, else 0.5 (a binary card
+        without one, or a multi-class card's normal-against-the-rest view)."""
+        return self.threshold.value if self.threshold else 0.5
+
     def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Class index per row: P(positive) >= threshold for a binary model, else the arg-max."""
         probs = np.asarray(probs)
@@ -171,11 +177,24 @@ class ModelCard:
             root = resolve_data(self.data["root"])
         return discover(root, self.label_scheme_object())
 
-    def protocol(self, dataset=None):
-        """The training run's train / tuning / internal-test parts, rebuilt from the card's data
-        settings (on `dataset` if given: it must hold the same files to be the same split)."""
-        from cxr.data.split import add_training, extra_training, protocol_split
+    def extra_training(self, present_only: bool = True) -> dict[str, list]:
+        """The records of each `data.extra_train` folder. Evaluation skips a folder moved away:
+        the training part is then short, and the split fingerprint check says so; training
+        asks for every folder (`present_only=False`), so a missing one stops it."""
+        from cxr.data.split import extra_training
         from cxr.settings import resolve_data
+
+        folders = self.data.get("extra_train", ())
+        if present_only:
+            folders = [f for f in folders if resolve_data(f).is_dir()]
+        return extra_training(folders, self.label_scheme_object())
+
+    def protocol(self, dataset=None, extra: dict[str, list] | None = None):
+        """The training run's train / tuning / internal-test parts from the card's data settings,
+        the one split rule (training builds its parts here too): on `dataset` if given (it must
+        hold the same files to be the same split), with `extra` training folders' records if
+        already read."""
+        from cxr.data.split import add_training, protocol_split
 
         d = self.data
         if not d:
@@ -189,10 +208,7 @@ class ModelCard:
             d.get("fold"),
             d.get("folds", 5),
         )
-        # an extra folder moved away leaves the training part short: evaluate then finds the
-        # split fingerprint differs and says so
-        here = [f for f in d.get("extra_train", ()) if resolve_data(f).is_dir()]
-        extra = extra_training(here, self.label_scheme_object())
+        extra = self.extra_training() if extra is None else extra
         return add_training(protocol, extra, self.classes)
 
     # --- the file --------------------------------------------------------------------------

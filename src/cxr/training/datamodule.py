@@ -13,19 +13,18 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import Dataset as TorchDataset
 
 from cxr.data.cache import CachedImages, PixelCache
-from cxr.data.discovery import Record, discover
-from cxr.data.labels import LabelScheme
-from cxr.data.preprocess import Preprocessing
-from cxr.data.split import add_training, extra_training, protocol_split, split_fingerprint
+from cxr.data.discovery import Dataset, Record
+from cxr.data.split import split_fingerprint
 from cxr.errors import DatasetError
-from cxr.settings import resolve_data
+from cxr.models.card import ModelCard
 from cxr.training.config import DataConfig
 
 
-class PixelTensors(Dataset):
+class PixelTensors(TorchDataset):
     """(uint8 (1, S, S) tensor, class index) pairs from cached rows, all in memory."""
 
     def __init__(self, images: CachedImages, targets: list[int]) -> None:
@@ -40,28 +39,22 @@ class PixelTensors(Dataset):
         return self.pixels[index], self.targets[index]
 
 
+def training_classes(dataset: Dataset) -> list[str]:
+    """What a model trained on `dataset` learns: the labels of its training pool, sorted."""
+    return sorted({r.label for r in dataset.records if r.split in {"train", None}})
+
+
 class XrayDataModule(L.LightningDataModule):
-    def __init__(self, cfg: DataConfig, prep: Preprocessing) -> None:
+    """The parts of `dataset` that `card.protocol` gives (the one split rule, which evaluation
+    uses too); every `data.extra_train` folder must be there."""
+
+    def __init__(self, cfg: DataConfig, card: ModelCard, dataset: Dataset) -> None:
         super().__init__()
-        self.cfg, self.prep = cfg, prep
-        scheme = LabelScheme(cfg.scheme, cfg.negative)
-        dataset = discover(resolve_data(cfg.root), scheme)
-        self.classes = sorted({r.label for r in dataset.records if r.split in {"train", None}})
-        self.extra = extra_training(cfg.extra_train, scheme)
-        self.protocol = add_training(
-            protocol_split(
-                dataset,
-                cfg.tune_fraction,
-                cfg.test_fraction,
-                cfg.seed,
-                cfg.limit,
-                cfg.fold,
-                cfg.folds,
-            ),
-            self.extra,
-            self.classes,
-        )
+        self.cfg, self.prep, self.classes = cfg, card.preprocessing, list(card.classes)
+        self.extra = card.extra_training(present_only=False)
+        self.protocol = card.protocol(dataset, self.extra)
         self.root = dataset.root
+        self.fingerprint = split_fingerprint(self.protocol, self.root)
 
     def _cache(self) -> PixelCache:
         return PixelCache(self.prep.size, self.prep.resize)
@@ -90,9 +83,6 @@ class XrayDataModule(L.LightningDataModule):
         counts = Counter(r.label for r in self.protocol.train)
         weights = np.array([len(self.protocol.train) / counts[c] for c in self.classes])
         return torch.tensor(weights / weights.mean(), dtype=torch.float32)
-
-    def fingerprint(self) -> str:
-        return split_fingerprint(self.protocol, self.root)
 
     def _pinned(self) -> bool:
         """Pinned (page-locked) batches on a CUDA run: Lightning copies them to the GPU with

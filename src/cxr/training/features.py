@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
-from cxr.data.preprocess import Preprocessing
+from cxr.data.discovery import Dataset
 from cxr.models.registry import spec_of
 from cxr.training.config import DataConfig
 from cxr.training.datamodule import PixelTensors, XrayDataModule
 
 
-class HeadInputs(Dataset):
+class HeadInputs(TorchDataset):
     def __init__(self, features: torch.Tensor, targets: list[int]) -> None:
         self.features, self.targets = features, targets
 
@@ -55,14 +56,14 @@ def head_inputs(
 
 
 class ProbeDataModule(XrayDataModule):
-    """Serves the head inputs of `model` (frozen; set before fitting) instead of images;
-    `train_images` and `tune_images` stay images."""
+    """Serves the head inputs of `model` (frozen) instead of images; `train_images` and
+    `tune_images` stay images."""
 
-    model: nn.Module
-
-    def __init__(self, cfg: DataConfig, prep: Preprocessing, bf16: bool, channels_last: bool):
-        super().__init__(cfg, prep)
-        self.bf16, self.channels_last = bf16, channels_last
+    def __init__(
+        self, cfg: DataConfig, model: nn.Module, dataset: Dataset, bf16: bool, channels_last: bool
+    ) -> None:
+        super().__init__(cfg, model.card, dataset)
+        self.model, self.bf16, self.channels_last = model, bf16, channels_last
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -18,27 +19,29 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from cxr.data.cache import PixelCache
-from cxr.data.xrays import CachedXrays
-from cxr.evaluation.overlap import INTERNAL_TEST, card_keys
-from cxr.inference.probabilities import logits_of
-from cxr.metrics.calibration import calibration_error, choose_calibration
-from cxr.metrics.classification import auroc, binary_metrics
-from cxr.metrics.thresholds import choose_threshold
-from cxr.models import create_model, model_spec, save_model
-from cxr.models.card import Threshold
+from cxr.data.content_keys import card_keys
+from cxr.data.discovery import Dataset, discover
+from cxr.data.labels import LabelScheme
+from cxr.data.split import INTERNAL_TEST, Protocol
+from cxr.models import create_model, save_model
+from cxr.models.card import ModelCard
+from cxr.models.io import stamped
 from cxr.outputs import publish, set_aside, staged_dir
-from cxr.spreadsheet import write_rows
+from cxr.settings import resolve_data
+from cxr.spreadsheet import write_predictions, write_rows
 from cxr.training.augment import batch_augment
 from cxr.training.config import TrainConfig
-from cxr.training.datamodule import XrayDataModule
+from cxr.training.datamodule import XrayDataModule, training_classes
 from cxr.training.features import ProbeDataModule
 from cxr.training.finetuning import HeadFirst
 from cxr.training.module import XrayClassifier
 from cxr.training.precision import compile_unavailable, resolve_precision
 from cxr.training.progress import EpochProgress
+from cxr.training.tuning import finish_tuning
 
 TUNING_PREDICTIONS = "tuning_predictions.csv"
 
@@ -54,35 +57,46 @@ def maybe_compile(model: torch.nn.Module, enabled: bool, accelerator: str) -> No
     model.compile()
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A finished run as training holds it: evaluation scores the internal test from these as
+    they are, with no reload of model.pt and no second discovery or split of the data."""
+
+    run: Path
+    model: nn.Module  # eval mode, `model.card` the card model.pt holds
+    dataset: Dataset
+    protocol: Protocol
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+
 def fit(cfg: TrainConfig) -> Path:
-    """Train, then tune on the tuning part; returns the run folder. The folder is filled under
-    a hidden name and takes `runs_dir/<name>` only when everything succeeded: a crashed run is
-    set aside under `runs_dir/.failed/`, so the rerun gets the name the README uses."""
+    """Train, then tune on the tuning part; returns the run folder."""
+    return train(cfg).run
+
+
+def train(cfg: TrainConfig) -> Trained:
+    """`fit`, keeping what the run holds. The folder is filled under a hidden name and takes
+    `runs_dir/<name>` only when everything succeeded: a crashed run is set aside under
+    `runs_dir/.failed/`, so the rerun gets the name the README uses."""
     L.seed_everything(cfg.seed, workers=True)
-    prep = model_spec(cfg.model.name).preprocessing
-    if cfg.model.size:
-        prep = dataclasses.replace(prep, size=cfg.model.size)
     precision, why = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     rank_zero_only(print)(f"precision: {precision} ({why})", flush=True)
+    dataset = discover(resolve_data(cfg.data.root), LabelScheme(cfg.data.scheme, cfg.data.negative))
+    model = _new_model(cfg, training_classes(dataset))
     if cfg.model.strategy == "linear_probe":
-        data = ProbeDataModule(cfg.data, prep, "bf16" in precision, cfg.trainer.channels_last)
+        bf16 = "bf16" in precision
+        data = ProbeDataModule(cfg.data, model, dataset, bf16, cfg.trainer.channels_last)
     else:
-        data = XrayDataModule(cfg.data, prep)
-    model = create_model(
-        cfg.model.name,
-        pretrained=cfg.model.pretrained,
-        num_classes=len(data.classes),
-        in_chans=1,
-        **cfg.model.args,
-    )
-    data.model = model  # the probe computes its features with it
-    model.card = dataclasses.replace(model.card, classes=tuple(data.classes), preprocessing=prep)
+        data = XrayDataModule(cfg.data, model.card, dataset)
     maybe_compile(model, cfg.trainer.compile, cfg.trainer.accelerator)
     runs = Path(cfg.runs_dir)
     if rank_zero_only.rank != 0:  # other DDP ranks write nothing; ModelCheckpoint takes rank
         run = runs / f".{cfg.name}-rank{rank_zero_only.rank}"  # 0's folder by broadcast
         _train(cfg, run, data, model, precision)
-        return run
+        return Trained(run, model, dataset, data.protocol)
     run = staged_dir(runs, cfg.name)
     try:
         (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -91,7 +105,29 @@ def fit(cfg: TrainConfig) -> Path:
         kept = set_aside(run, runs, cfg.name)
         exc.add_note(f"cxr: the unfinished run is kept in {kept}; {runs / cfg.name} stays free")
         raise
-    return publish(run, runs, cfg.name)
+    return Trained(publish(run, runs, cfg.name), model, dataset, data.protocol)
+
+
+def _new_model(cfg: TrainConfig, classes: list[str]) -> nn.Module:
+    """The architecture, untrained, whose card already says what it learns from which data."""
+    model = create_model(
+        cfg.model.name,
+        pretrained=cfg.model.pretrained,
+        num_classes=len(classes),
+        in_chans=1,
+        **cfg.model.args,
+    )
+    prep = model.card.preprocessing
+    model.card = dataclasses.replace(
+        model.card,
+        classes=tuple(classes),
+        preprocessing=dataclasses.replace(prep, size=cfg.model.size) if cfg.model.size else prep,
+        label_scheme=cfg.data.scheme,
+        negative=cfg.data.negative,
+        data=dataclasses.asdict(cfg.data),
+        strategy=cfg.model.strategy,
+    )
+    return model
 
 
 def _train(cfg: TrainConfig, run: Path, data: XrayDataModule, model, precision: str) -> None:
@@ -197,65 +233,33 @@ def overlap_keys(data: XrayDataModule) -> dict:
 
 
 def _finish(
-    run: Path, cfg: TrainConfig, data: XrayDataModule, model, precision: str, epochs: int
+    run: Path, cfg: TrainConfig, data: XrayDataModule, model: nn.Module, precision: str, epochs: int
 ) -> None:
-    """Tuning predictions of the best epoch; the calibration chosen on them (kept only if it
-    lowers held-out ECE); the threshold chosen on the calibrated probabilities; model.pt."""
-    tune = data.tune_images
-    logits = logits_of(model, CachedXrays(tune.images, tune.targets, data.prep))
-    y = np.asarray(tune.targets)
+    """The tuning finaliser on the best epoch's tuning predictions, kept beside the model in
+    tuning_predictions.csv and metrics.json; the card then says how it was made; model.pt."""
+    tune = data.tune_images.images
     by_path = {r.path: r for r in data.protocol.tune}
-    patients = np.array([by_path[p].group or str(p) for p in tune.images.paths])
-    card = model.card
-    calibration = choose_calibration(
-        logits, y, card.positive, cfg.calibration, groups=patients, seed=cfg.data.seed
+    records = [by_path[path] for path in tune.paths]
+    card, p = finish_tuning(
+        model, tune, records, cfg.calibration, cfg.threshold_rule, cfg.data.seed
     )
-    p = calibration.probabilities(logits)
-    raw = dataclasses.replace(calibration, method="none").probabilities(logits)
-    classes = list(data.classes)
-    threshold = None
-    metrics: dict[str, float] = {
-        "tuning_auroc": auroc(y, p),
-        "tuning_accuracy": float((p.argmax(1) == y).mean()),
-        "tuning_ece_raw": calibration_error(y, raw, card.positive),
-        "tuning_ece": calibration_error(y, p, card.positive),
-    }
-    if len(classes) == 2:
-        pos = card.positive
-        truth = (y == pos).astype(int)
-        value = choose_threshold(truth, p[:, pos], cfg.threshold_rule)
-        threshold = Threshold(value, cfg.threshold_rule, classes[pos], "tuning split")
-        at = binary_metrics(truth, p[:, pos], value)
-        metrics |= {f"tuning_{k}": at[k] for k in ("sensitivity", "specificity", "accuracy")}
-    header = ["path", "digest", "patient", "label", *[f"p_{c}" for c in classes]]
-    rows = (
-        [str(path), tune.images.digests[i], by_path[path].group, by_path[path].label]
-        + [f"{v:.6f}" for v in p[i]]
-        for i, path in enumerate(tune.images.paths)
-    )
-    with (run / TUNING_PREDICTIONS).open("w", newline="") as fh:
-        write_rows(fh, [header, *rows])  # paths and patient ids are the data's: never formulas
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    model.card = dataclasses.replace(
-        card,
-        label_scheme=cfg.data.scheme,
-        negative=cfg.data.negative,
-        threshold=threshold,
-        calibration=calibration,
-        data=dataclasses.asdict(cfg.data),
-        data_fingerprint=data.fingerprint(),
-        strategy=cfg.model.strategy,
-        recipe={
-            "precision": precision,
-            "size": data.prep.size,
-            "epochs_run": epochs,
-            **{k: v for k, v in dataclasses.asdict(cfg.optim).items()},
-            "augment": cfg.data.augment,
-            "balance": cfg.data.balance,
-        },
-        tuning={"targets": y.tolist(), "probs": np.round(p, 6).tolist()},
-        metrics=metrics,
-        population=training_population(data),
-        overlap=overlap_keys(data),
+    images = [(str(r.path), tune.digests[i], r.group, r.label) for i, r in enumerate(records)]
+    write_predictions(run / TUNING_PREDICTIONS, images, card.classes, p)
+    (run / "metrics.json").write_text(json.dumps(card.metrics, indent=2))
+    model.card = stamped(
+        dataclasses.replace(
+            card,
+            data_fingerprint=data.fingerprint,
+            recipe={
+                "precision": precision,
+                "size": data.prep.size,
+                "epochs_run": epochs,
+                **{k: v for k, v in dataclasses.asdict(cfg.optim).items()},
+                "augment": cfg.data.augment,
+                "balance": cfg.data.balance,
+            },
+            population=training_population(data),
+            overlap=overlap_keys(data),
+        )
     )
     save_model(run / "model.pt", model)
