@@ -83,10 +83,10 @@ SKIPPED = {
 # with network access does not fetch the 1.2 GB archive either.
 NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
 REFUSED = {
-    "cxr data download kermany --into data/kermany": (
+    "cxr data download kermany --out data/kermany": (
         "could not download ChestXRay2017.zip",
         "--from-archive",
-        "--into",  # the hint must spell the command's real option
+        "--out DIR",  # the hint must spell the command's real option
     ),
 }
 REFUSED_WITHIN_S = 20
@@ -131,7 +131,7 @@ def _reviewed(reader: Reader) -> None:
     from cxr.store.database import open_database
     from cxr.store.worklist import Queue
 
-    with open_database(f"sqlite:///{reader.folder / 'worklist.db'}")() as session:
+    with open_database(f"sqlite:///{reader.folder / 'worklist.db'}").begin() as session:
         if worklist.counts(session)[Queue.REVIEWED]:
             return
         pending = worklist.queue(session, Queue.PENDING)

@@ -16,11 +16,12 @@ class OutputExists(CxrError, FileExistsError):
     """An output path is taken; cxr never overwrites what is there."""
 
 
-def must_be_new(path: Path) -> Path:
-    """`path` if nothing is there yet; else the one refusal every command and function gives.
-    A dangling link counts as taken: `exists()` says no, but writing would follow it elsewhere."""
+def must_be_new(path: Path, remedy: str = "choose another --out") -> Path:
+    """`path` if nothing is there yet; else the one refusal every command and function gives
+    (`remedy`: what to do instead, where it is not another --out). A dangling link counts as
+    taken: `exists()` says no, but writing would follow it elsewhere."""
     if os.path.lexists(path):
-        raise OutputExists(f"{path} exists; cxr never overwrites (choose another --out)")
+        raise OutputExists(f"{path} exists; cxr never overwrites ({remedy})")
     return path
 
 

@@ -10,10 +10,11 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from cxr.cli.common import _new, progress, say
+from cxr.cli.common import in_file, new_output, progress, say
 from cxr.errors import CxrError
 from cxr.outputs import must_be_new, write_atomically
 
@@ -34,7 +35,36 @@ def out_unless_resumed(ctx: typer.Context, path: Path | None) -> Path | None:
     of an archive run (rank 0 made it)."""
     if path is None or ctx.params.get("resume") or launched_rank() != 0:
         return path
-    return _new(path)
+    return new_output(path)
+
+
+Devices = Annotated[
+    int | None,
+    typer.Option(help="Archive scoring: processes per machine (Lightning devices).", min=1),
+]
+NumNodes = Annotated[
+    int, typer.Option(help="Archive scoring: machines (torchrun or SLURM starts them).", min=1)
+]
+Strategy = Annotated[
+    str, typer.Option(help="Archive scoring: Lightning strategy (auto: ddp for 2+).")
+]
+Lists = Annotated[
+    list[Path] | None,
+    in_file("Archive scoring: a listing of paths (text or CSV 'path').", "--list"),
+]
+DicomWeb = Annotated[
+    str | None, typer.Option(help="Archive scoring: a DICOMweb server's URL (with --study).")
+]
+Studies = Annotated[
+    list[str] | None,
+    typer.Option("--study", help="Archive scoring: a Study Instance UID to score."),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume", is_eager=True, help="Archive scoring: finish the run in --out FOLDER."
+    ),
+]
 
 
 @dataclass
@@ -77,13 +107,14 @@ def run_archive(
     from cxr.inference.archive_listing import listing_for
     from cxr.inference.predictor import OnnxPredictor, TorchPredictor
     from cxr.inference.shards import check_manifest
+    from cxr.models.io import load_model
 
     listing = listing_for(images, run.lists, run.dicomweb, run.studies, pseudonymize)
     devices = run.devices or 1
     threads = threads_per_process(devices)
     torch.set_num_threads(threads)
     onnx = model.suffix == ".onnx"
-    predictor = OnnxPredictor(model, threads) if onnx else TorchPredictor(model)
+    predictor = OnnxPredictor(model, threads) if onnx else TorchPredictor(load_model(model), model)
     launch = Launch(devices, run.num_nodes, run.strategy)
     if launched_rank() != 0:
         score_archive(predictor, listing, out, launch, batch, workers)

@@ -3,44 +3,73 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cxr.cli.common import (
+    ModelFileOrName,
     OptionalImages,
-    comma_separated,
-    model_file,
-    out_option,
+    RegistryName,
+    RegistryNames,
+    in_file,
+    out_file,
     progress,
     say,
+    several,
     valid_batch_sizes,
 )
 from cxr.cli.render import print_predict_throughput, print_step_profile, print_train_throughput
+from cxr.progress import Stages
 from cxr.settings import data_root
 
 benchmark_app = typer.Typer(
     help="Measure speed on this machine.", no_args_is_help=True, rich_markup_mode="markdown"
 )
-JsonOut = Annotated[Path | None, out_option("Write the figures as JSON here")]
-# cxr.inference.benchmark.BACKENDS (importing it loads torch); tests/test_cli.py pins them equal
-BACKENDS = ("torch-eager", "torch-fast", "torch-bf16", "onnx-as-traced", "onnx", "onnx-1thread",
-            "onnx-nospin", "onnx-int8")  # fmt: skip
-VARIANTS = tuple(f"{p}-{f}" for p in ("fp32", "bf16") for f in ("nchw", "channels_last"))
+JsonOut = Annotated[Path | None, out_file("The JSON file for the figures")]
 
 
-def _file_or_name(value: str) -> str:
-    """A registered name has no folder and no suffix; anything else must be a model file."""
-    path = Path(value)
-    if path.suffix or len(path.parts) > 1 or path.is_dir():
-        model_file(path)
-    return value
+class Backend(StrEnum):
+    """cxr.inference.benchmark.BACKENDS (importing it loads torch); tests/test_cli.py pins them
+    equal."""
+
+    torch_eager = "torch-eager"
+    torch_fast = "torch-fast"
+    torch_bf16 = "torch-bf16"
+    onnx_as_traced = "onnx-as-traced"
+    onnx = "onnx"
+    onnx_1thread = "onnx-1thread"
+    onnx_nospin = "onnx-nospin"
+    onnx_int8 = "onnx-int8"
+
+
+class Variant(StrEnum):
+    """A training step's precision and memory layout (cxr.training.profiling)."""
+
+    fp32_nchw = "fp32-nchw"
+    fp32_channels_last = "fp32-channels_last"
+    bf16_nchw = "bf16-nchw"
+    bf16_channels_last = "bf16-channels_last"
+
+
+BACKENDS = tuple(b.value for b in Backend)
+
+
+def _yardstick(stages: Stages) -> float:
+    """This machine's matrix-multiply GFLOP/s, the figure every speed is read against."""
+    from cxr.speed import matmul_gflops
+
+    step = stages("torch.mm yardstick", 1)
+    peak = matmul_gflops()
+    step(1)
+    return peak
 
 
 @benchmark_app.command("train")
 def benchmark_train(
-    models: Annotated[list[str], typer.Argument(metavar="MODEL", help="Registered model names.")],
+    models: RegistryNames,
     batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
     steps: Annotated[
         int, typer.Option(help="Optimiser steps timed per variant and round.", min=1)
@@ -58,17 +87,14 @@ def benchmark_train(
     """
     import torch
 
-    from cxr.speed import matmul_gflops
     from cxr.training.benchmark import train_throughput
 
     rows = []
     with progress() as stages:
-        step = stages("torch.mm yardstick", 1)
-        peak = matmul_gflops()
-        step(1)
+        peak = _yardstick(stages)
         step = stages("timing training steps", len(models))
         for name in models:
-            rows += train_throughput(name, batch=batch, steps=steps, size=size)
+            rows += train_throughput(name.value, batch=batch, steps=steps, size=size)
             step(1)
     print_train_throughput(rows, peak, torch.get_num_threads())
     if out:
@@ -80,15 +106,12 @@ def benchmark_train(
 
 @benchmark_app.command("profile")
 def benchmark_profile(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="A registered model name.")],
+    model: RegistryName,
     batch: Annotated[int, typer.Option(help="Batch size.", min=1)] = 32,
     steps: Annotated[int, typer.Option(help="Optimiser steps profiled per variant.", min=1)] = 3,
     variants: Annotated[
         str,
-        typer.Option(
-            help=f"precision-layout, comma-separated: {', '.join(VARIANTS)}.",
-            callback=comma_separated("--variants", "a precision-layout", VARIANTS),
-        ),
+        several("--variants", "a precision-layout", Variant, "Precision-layouts to profile."),
     ] = "fp32-nchw,fp32-channels_last",
     out: JsonOut = None,
 ) -> None:
@@ -97,18 +120,15 @@ def benchmark_profile(
 
     Example: cxr benchmark profile efficientnet_lite0 --out profile-lite0.json
     """
-    from cxr.speed import matmul_gflops
     from cxr.training.profiling import profile_training_step
 
     chosen = tuple(v.strip() for v in variants.split(","))
     with progress() as stages:
-        step = stages("torch.mm yardstick", 1)
-        peak = matmul_gflops()
-        step(1)
+        peak = _yardstick(stages)
         step = stages("profiling training steps", 1)
-        profiles = profile_training_step(model, batch=batch, variants=chosen, steps=steps)
+        profiles = profile_training_step(model.value, batch=batch, variants=chosen, steps=steps)
         step(1)
-    print_step_profile(model, profiles, peak)
+    print_step_profile(model.value, profiles, peak)
     if out:
         payload = {"matmul_gflops": peak, "profiles": [p.to_dict() for p in profiles]}
         out.write_text(json.dumps(payload, indent=2))
@@ -117,24 +137,16 @@ def benchmark_profile(
 
 @benchmark_app.command("predict")
 def benchmark_predict(
-    model: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL",
-            help="A model file (model.pt, .onnx) or a registered model name.",
-            callback=_file_or_name,
-        ),
-    ],
+    model: ModelFileOrName,
     images: OptionalImages = None,
     backend: Annotated[
-        str,
-        typer.Option(
-            help=f"Comma-separated: {', '.join(BACKENDS)}; or all.",
-            callback=comma_separated("--backend", "a backend", ("all", *BACKENDS)),
-        ),
+        str, several("--backend", "a backend", Backend, "Backends to time (all: every one).", "all")
     ] = "all",
     batches: Annotated[
-        str, typer.Option(help="Batch sizes, comma-separated.", callback=valid_batch_sizes)
+        str,
+        typer.Option(
+            metavar="N,...", help="Batch sizes, comma-separated.", callback=valid_batch_sizes
+        ),
     ] = "1,8,32",
     out: JsonOut = None,
 ) -> None:
@@ -148,13 +160,10 @@ def benchmark_predict(
     chosen = BACKENDS if "all" in chosen else chosen
     from cxr.inference.benchmark import decode_throughput, model_throughput
     from cxr.inference.predict import expand
-    from cxr.speed import matmul_gflops
 
     sources = images or [data_root() / "chest_xray_originals"]
     with progress() as stages:
-        step = stages("torch.mm yardstick", 1)
-        peak = matmul_gflops()
-        step(1)
+        peak = _yardstick(stages)
         sizes = tuple(int(b) for b in batches.split(","))
         rows = model_throughput(model, chosen, sizes, progress=stages)
         paths = expand(sources)[:64]
@@ -181,10 +190,7 @@ def benchmark_predict(
 def benchmark_decode(
     out: JsonOut = None,
     yardstick: Annotated[
-        Path | None,
-        typer.Option(
-            help="A typical radiograph (default: the first Kermany original).", exists=True
-        ),
+        Path | None, in_file("A typical radiograph (default: the first Kermany original).")
     ] = None,
 ) -> None:
     """What one image can cost the reader at its limits: a file per format at the largest size it

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -69,12 +69,20 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-# Arguments: the model first, then images, given the same way in every command.
+# Argument kinds: one type per kind of thing, the same name and check in every command, run as
+# the command line is read (torch not yet imported). tests/test_grammar.py tells a parameter's
+# kind by its check, so a new command that names a path without one of these fails there.
+
+MODEL_SUFFIXES = (".pt", ".onnx")
 
 
 def model_file(path: Path | None) -> Path | None:
-    """A model file; a run folder is named as one, with the file to give instead."""
-    if path is None or path.is_file():
+    """An existing model file; a run folder is named as one, with the file to give instead."""
+    if path is None:
+        return path
+    if path.is_file():
+        if path.suffix not in MODEL_SUFFIXES:
+            raise CxrError(f"{path}: a model file is a run's model.pt or an .onnx export")
         return path
     if (path / "model.pt").is_file():
         raise CxrError(f"{path} is a run folder; use {path / 'model.pt'}")
@@ -83,14 +91,71 @@ def model_file(path: Path | None) -> Path | None:
     raise CxrError(f"{path}: no such model file")
 
 
+class Architecture(StrEnum):
+    """The registry's trainable architectures (cxr.models.list_models(); importing it loads
+    torch, so tests/test_grammar.py pins the two equal)."""
+
+    alexnet = "alexnet"
+    classic_cnn = "classic_cnn"
+    cxr_cnn = "cxr_cnn"
+    densenet121 = "densenet121"
+    efficientnet_b0 = "efficientnet_b0"
+    efficientnet_lite0 = "efficientnet_lite0"
+    efficientnet_lite1 = "efficientnet_lite1"
+    efficientnet_lite2 = "efficientnet_lite2"
+    lenet5 = "lenet5"
+    resnet18 = "resnet18"
+    resnet50 = "resnet50"
+    vgg16 = "vgg16"
+    vgg19 = "vgg19"
+    xrv_densenet121 = "xrv_densenet121"
+
+
+def model_file_or_name(value: str) -> str:
+    """A registered architecture, or else an existing model file."""
+    if value in set(Architecture):
+        return value
+    path = Path(value)
+    if path.suffix or len(path.parts) > 1 or path.exists():
+        model_file(path)
+        return value
+    raise CxrError(
+        f"{value!r} is neither a model file nor a registered architecture "
+        f"({', '.join(Architecture)})"
+    )
+
+
+def runs_or_model_files(paths: list[Path]) -> list[Path]:
+    """Run folders (their model.pt) or model files."""
+    for path in paths:
+        if not (path / "model.pt").is_file():
+            model_file(path)
+    return paths
+
+
+def _each(paths: list[Path] | Path | None) -> list[Path]:
+    return [paths] if isinstance(paths, Path) else list(paths or [])
+
+
 def existing(paths: list[Path] | Path | None) -> list[Path] | Path | None:
-    for path in [paths] if isinstance(paths, Path) else paths or []:
+    """Existing files or folders (images, evaluations)."""
+    for path in _each(paths):
         if not path.exists():
             raise CxrError(f"{path}: no such file or folder")
     return paths
 
 
-def _new(path: Path | None) -> Path | None:
+def existing_file(paths: list[Path] | Path | None) -> list[Path] | Path | None:
+    """Existing files (a config, a key, a listing)."""
+    for path in _each(paths):
+        if not path.is_file():
+            raise CxrError(
+                f"{path}: a folder, not a file" if path.is_dir() else f"{path}: no such file"
+            )
+    return paths
+
+
+def new_output(path: Path | None) -> Path | None:
     """A new output: refused if taken; its folder is made now, so writing cannot fail later."""
     if path is None:
         return None
@@ -102,6 +167,23 @@ def _new(path: Path | None) -> Path | None:
     return path
 
 
+def new_file(path: Path | None) -> Path | None:
+    """A new file to write (OutFile)."""
+    return new_output(path)
+
+
+def new_folder(path: Path | None) -> Path | None:
+    """A new folder to fill (OutFolder)."""
+    return new_output(path)
+
+
+def work_folder(path: Path | None) -> Path | None:
+    """A folder cxr keeps adding to (a spool, a download): made if missing, never a file."""
+    if path is not None and path.exists() and not path.is_dir():
+        raise CxrError(f"{path} is a file, not a folder")
+    return path
+
+
 MODEL_HELP = "A model file: a run's model.pt or its .onnx export."
 IMAGES_HELP = "Image files and folders (folders are searched recursively)."
 DATASET_HELP = (
@@ -109,8 +191,31 @@ DATASET_HELP = (
     "default $CXR_DATA/chest_xray."
 )
 
-Model = Annotated[
+ModelFile = Annotated[
     Path, typer.Argument(metavar="MODEL", help=MODEL_HELP, callback=model_file, show_default=False)
+]
+RegistryName = Annotated[
+    Architecture, typer.Argument(metavar="ARCH", help="An architecture of the registry.")
+]
+RegistryNames = Annotated[
+    list[Architecture], typer.Argument(metavar="ARCHS", help="Architectures of the registry.")
+]
+ModelFileOrName = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL|ARCH",
+        help="A model file (a run's model.pt or an .onnx export) or an architecture of the "
+        "registry.",
+        callback=model_file_or_name,
+    ),
+]
+RunsOrModelFiles = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="RUNS|MODELS",
+        help="Run folders (their model.pt) or model files.",
+        callback=runs_or_model_files,
+    ),
 ]
 Images = Annotated[
     list[Path], typer.Argument(metavar="IMAGES", help=IMAGES_HELP, callback=existing)
@@ -131,30 +236,53 @@ Evaluations = Annotated[
         callback=existing,
     ),
 ]
+NEVER = "must not exist: cxr never overwrites."
 
 
-def out_option(what: str) -> typer.models.OptionInfo:
-    """`--out`: where this command writes; it must not exist yet, and is refused before any work."""
+def out_file(what: str) -> typer.models.OptionInfo:
+    """`--out FILE` (OutFile): the file this command writes, refused before any work if taken."""
     return typer.Option(
-        "--out", help=f"{what}; must not exist: cxr never overwrites.", callback=_new
+        "--out", metavar="FILE", help=f"{what}; a new file, {NEVER}", callback=new_file
     )
+
+
+def out_folder(what: str, name: str = "--out") -> typer.models.OptionInfo:
+    """`--out FOLDER` (OutFolder): the folder this command fills, refused before any work if
+    taken; `name` only for a second output beside `--out` (predict's `--cam`)."""
+    return typer.Option(
+        name, metavar="FOLDER", help=f"{what}; a new folder, {NEVER}", callback=new_folder
+    )
+
+
+def in_file(help: str, *names: str) -> typer.models.OptionInfo:
+    """An option naming an existing file (InFile)."""
+    return typer.Option(*names, metavar="FILE", help=help, callback=existing_file)
+
+
+def work_folder_option(help: str, *names: str) -> typer.models.OptionInfo:
+    """An option naming a folder cxr keeps adding to (WorkFolder)."""
+    return typer.Option(*names, metavar="FOLDER", help=help, callback=work_folder)
 
 
 # Values with a form: refused as the command line is read, torch not yet imported.
 
 
-def comma_separated(option: str, what: str, choices: tuple[str, ...]) -> Callable[[str], str]:
-    """The callback of an option that takes several of fixed `choices`, comma-separated."""
+def several(
+    option: str, what: str, choices: type[StrEnum], help: str, *extra: str
+) -> typer.models.OptionInfo:
+    """An option that takes several `choices` (and `extra` words such as "all"), comma-separated
+    as one word on the command line; --help lists them, as it lists a single choice's."""
+    names = (*extra, *choices)
 
     def check(text: str) -> str:
         for item in text.split(","):
-            if item.strip() not in choices:
+            if item.strip() not in names:
                 raise CxrError(
-                    f"{option}: {item.strip()!r} is not {what}; choose from {', '.join(choices)}"
+                    f"{option}: {item.strip()!r} is not {what}; choose from {', '.join(names)}"
                 )
         return text
 
-    return check
+    return typer.Option(option, metavar=f"{{{'|'.join(names)}}},...", help=help, callback=check)
 
 
 def valid_batch_sizes(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,14 +15,14 @@ from cxr.cli.common import (
     Scheme,
     SchemeName,
     Workers,
-    existing,
     find_dataset,
-    out_option,
+    in_file,
+    out_folder,
     progress,
     say,
+    work_folder_option,
 )
 from cxr.cli.render import print_summary
-from cxr.errors import CxrError
 from cxr.outputs import default_output_dir
 
 data_app = typer.Typer(
@@ -34,7 +35,7 @@ def data_inspect(
     images: Dataset = None,
     out: Annotated[
         Path | None,
-        out_option("New folder for summary.json and the PNGs (default outputs/inspect/…)"),
+        out_folder("New folder for summary.json and the PNGs (default outputs/inspect/…)"),
     ] = None,
     scheme: Scheme = SchemeName.folder,
     negative: Negative = None,
@@ -94,46 +95,47 @@ def data_cache(
         say(f"  {bad.path}: {bad.reason}", "red")
 
 
-def _known_archive(name: str) -> str:
-    from cxr.data.download import ARCHIVES  # no torch: refused at once
+class ArchiveName(StrEnum):
+    """The datasets `cxr data download` knows (cxr.data.download.ARCHIVES, pinned equal by
+    tests/test_grammar.py)."""
 
-    if name not in ARCHIVES:
-        raise CxrError(f"unknown dataset {name!r}; available: {', '.join(ARCHIVES)}")
-    return name
+    kermany = "kermany"
 
 
 @data_app.command("download")
 def data_download(
-    name: Annotated[
-        str, typer.Argument(metavar="DATASET", help="Dataset: kermany.", callback=_known_archive)
-    ],
-    into: Annotated[
-        Path, typer.Option(help="Folder to create the train/test layout in (resumable).")
+    name: Annotated[ArchiveName, typer.Argument(metavar="DATASET", help="The dataset.")],
+    out: Annotated[
+        Path,
+        work_folder_option(
+            "Folder to create the train/test layout in; resumable: files already there with the "
+            "same content are kept, others never overwritten.",
+            "--out",
+        ),
     ],
     from_archive: Annotated[
-        Path | None,
-        typer.Option(
-            help="Unpack this local ChestXRay2017.zip instead of downloading.", callback=existing
-        ),
+        Path | None, in_file("Unpack this local ChestXRay2017.zip instead of downloading.")
     ] = None,
     sha256: Annotated[str | None, typer.Option(help="Expected SHA-256 of the archive.")] = None,
 ) -> None:
     """Download the Kermany set from Mendeley Data (resumable, checksummed) and unpack it; files
     already there with the same content are kept, different ones are never overwritten.
 
-    Example: cxr data download kermany --into data/kermany
+    Example: cxr data download kermany --out data/kermany
 
-    Example: cxr data download kermany --from-archive ChestXRay2017.zip --into data/kermany
+    Example: cxr data download kermany --from-archive ChestXRay2017.zip --out data/kermany
     """
     from dataclasses import replace
 
     from cxr.data.download import ARCHIVES, fetch, unpack
 
-    archive = ARCHIVES[name] if sha256 is None else replace(ARCHIVES[name], sha256=sha256)
+    archive = (
+        ARCHIVES[name.value] if sha256 is None else replace(ARCHIVES[name.value], sha256=sha256)
+    )
     if from_archive is None:
         say(f"Downloading {archive.name} from {archive.source}")
-        from_archive = fetch(archive, into / "downloads")
-    counts = unpack(from_archive, into)
+        from_archive = fetch(archive, out / "downloads")
+    counts = unpack(from_archive, out)
     for (split, label), n in sorted(counts.items()):
         say(f"{split}/{label}: {n:,}")
-    say(f"unpacked into {into}")
+    say(f"unpacked into {out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,12 +12,15 @@ from cxr.cli.common import (
     CalibrationMethod,
     Dataset,
     Evaluations,
-    Model,
+    ModelFile,
+    RunsOrModelFiles,
     Split,
     Workers,
     app,
     existing,
-    out_option,
+    in_file,
+    out_file,
+    out_folder,
     parse_label_map,
     progress,
     say,
@@ -31,50 +34,61 @@ from cxr.errors import CxrError
 from cxr.outputs import default_output_dir, must_be_new
 from cxr.settings import data_root
 
+if TYPE_CHECKING:
+    from cxr.evaluation.evaluate import Evaluation
+
+
+SplitOption = Annotated[
+    Split | None,
+    typer.Option(
+        "--split",
+        help="A split folder (test, val, train), or the model's own patients rebuilt from "
+        "its card: 'internal-test' (touched by evaluation only) or 'tuning'.",
+    ),
+]
+Threshold = Annotated[
+    float | None,
+    typer.Option(help="Override the tuning-chosen threshold (flagged).", min=0, max=1),
+]
+LabelMap = Annotated[
+    str | None,
+    typer.Option(
+        help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'.",
+        callback=valid_label_map,
+    ),
+]
+Shift = Annotated[
+    bool,
+    typer.Option(
+        "--shift",
+        help="Also re-score the images under acquisition changes (contrast, blur, noise, "
+        "JPEG, resolution, rotation, crop) at several strengths: shift.json and shift.png.",
+    ),
+]
+UnseenOnly = Annotated[
+    bool,
+    typer.Option(
+        "--unseen-only",
+        help="Score only the images that are not the model's own training or tuning "
+        "radiographs (its internal-test ones stay: the model never learned from them).",
+    ),
+]
+
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Model,
+    model: ModelFile,
     images: Dataset = None,
-    split: Annotated[
-        Split | None,
-        typer.Option(
-            help="A split folder (test, val, train), or the model's own patients rebuilt from "
-            "its card: 'internal-test' (touched by evaluation only) or 'tuning'."
-        ),
-    ] = None,
+    split: SplitOption = None,
     out: Annotated[
-        Path | None, out_option("New folder for the evaluation (default outputs/evaluate/…)")
+        Path | None, out_folder("New folder for the evaluation (default outputs/evaluate/…)")
     ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Override the tuning-chosen threshold (flagged).", min=0, max=1),
-    ] = None,
-    label_map: Annotated[
-        str | None,
-        typer.Option(
-            help="Folder labels to model classes, e.g. 'Normal=NORMAL,COVID=PNEUMONIA'.",
-            callback=valid_label_map,
-        ),
-    ] = None,
+    threshold: Threshold = None,
+    label_map: LabelMap = None,
     bootstrap: Bootstrap = 1000,
     workers: Workers = 2,
-    shift: Annotated[
-        bool,
-        typer.Option(
-            "--shift",
-            help="Also re-score the images under acquisition changes (contrast, blur, noise, "
-            "JPEG, resolution, rotation, crop) at several strengths: shift.json and shift.png.",
-        ),
-    ] = False,
-    unseen_only: Annotated[
-        bool,
-        typer.Option(
-            "--unseen-only",
-            help="Score only the images that are not the model's own training or tuning "
-            "radiographs (its internal-test ones stay: the model never learned from them).",
-        ),
-    ] = False,
+    shift: Shift = False,
+    unseen_only: UnseenOnly = False,
 ) -> None:
     """Measure a frozen model on labelled images: predictions.csv, metrics.json (95 % CIs) and
     figures. The threshold and calibration are the ones stored in the model file.
@@ -82,15 +96,15 @@ def evaluate_command(
     Example: cxr evaluate runs/quick/model.pt ../shared/data/chest_xray --split internal-test
     """
     root, labels = images or data_root() / "chest_xray", parse_label_map(label_map)
-    split = split and split.value
-    check_evaluation(model, root, split, labels, threshold)  # before torch loads
+    part = split and split.value
+    check_evaluation(model, root, part, labels, threshold)  # before torch loads
     from cxr.evaluation.evaluate import evaluate
 
     with progress() as stages:
         result = evaluate(
             model,
             root,
-            split,
+            part,
             out,
             threshold,
             bootstrap,
@@ -100,6 +114,11 @@ def evaluate_command(
             shift=shift,
             unseen_only=unseen_only,
         )
+    _print_evaluation(result)
+
+
+def _print_evaluation(result: Evaluation) -> None:
+    """What an evaluation found: its warnings, unreadable files, scores and drift."""
     for warning in result.warnings:
         warn(warning)
     for path, reason in result.failures:
@@ -119,11 +138,11 @@ def evaluate_command(
 
 @app.command("calibrate")
 def calibrate_command(
-    model: Model,
+    model: ModelFile,
     predictions: Annotated[
         Path | None,
-        typer.Option(
-            help="Labelled predictions it made (a cxr evaluate predictions.csv, e.g. on a new "
+        in_file(
+            "Labelled predictions it made (a cxr evaluate predictions.csv, e.g. on a new "
             "site's images); default: its run's tuning_predictions.csv."
         ),
     ] = None,
@@ -135,7 +154,7 @@ def calibrate_command(
         ),
     ] = CalibrationMethod.auto,
     out: Annotated[
-        Path | None, out_option("New model file (default: beside MODEL, named MODEL-calibrated.pt)")
+        Path | None, out_file("New model file (default: beside MODEL, named MODEL-calibrated.pt)")
     ] = None,
 ) -> None:
     """Re-fit the calibration on labelled predictions and write a new model file, the threshold
@@ -175,13 +194,8 @@ def calibrate_command(
 
 @app.command("ensemble")
 def ensemble_command(
-    models: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run folders or model files (the same classes and split).", callback=existing
-        ),
-    ],
-    out: Annotated[Path, out_option("New folder for the ensemble's model.pt")],
+    models: RunsOrModelFiles,
+    out: Annotated[Path, out_folder("New folder for the ensemble's model.pt")],
     threshold_rule: Annotated[
         str | None,
         typer.Option(
@@ -211,7 +225,7 @@ def ensemble_command(
 def compare_command(
     evaluations: Evaluations,
     out: Annotated[
-        Path | None, out_option("New folder for the comparison (default outputs/compare/…)")
+        Path | None, out_folder("New folder for the comparison (default outputs/compare/…)")
     ] = None,
     bootstrap: Bootstrap = 1000,
 ) -> None:
@@ -237,7 +251,7 @@ def compare_command(
 def report_command(
     evaluations: Evaluations,
     out: Annotated[
-        Path | None, out_option("The HTML file to write (default outputs/report/…/report.html)")
+        Path | None, out_file("The HTML file to write (default outputs/report/…/report.html)")
     ] = None,
     bootstrap: Bootstrap = 1000,
     cv: Annotated[

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from cxr.cli.archive import ArchiveRun, out_unless_resumed, run_archive
+from cxr.cli.archive import (
+    ArchiveRun,
+    Devices,
+    DicomWeb,
+    Lists,
+    NumNodes,
+    Resume,
+    Strategy,
+    Studies,
+    out_unless_resumed,
+    run_archive,
+)
 from cxr.cli.common import (
-    Model,
+    NEVER,
+    ModelFile,
     ModelFormat,
     OptionalImages,
     OutputFormat,
     Workers,
     app,
     console,
-    out_option,
+    out_file,
+    out_folder,
     progress,
     say,
     valid_database_url,
@@ -25,85 +38,69 @@ from cxr.cli.common import (
 from cxr.cli.early import check_class
 from cxr.cli.render import print_worklist
 from cxr.errors import CxrError
-from cxr.outputs import must_be_new
+
+if TYPE_CHECKING:
+    from cxr.inference.predict import Worklist
+    from cxr.inference.predictor import Predictor
+
+
+WorklistOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        metavar="FILE|FOLDER",
+        help="Worklist file to write, .csv or .json (default: the screen); with the archive "
+        "options a folder (--resume finishes one); a new file or folder, " + NEVER,
+        callback=out_unless_resumed,
+    ),
+]
+CamFolder = Annotated[Path | None, out_folder("Grad-CAM heat maps, one PNG per image", "--cam")]
+CamClass = Annotated[
+    str | None, typer.Option(help="Class the heat maps explain (default: the positive class).")
+]
+WorklistFormat = Annotated[
+    OutputFormat | None,
+    typer.Option("--format", help="Worklist format; default: from --out's suffix, else a table."),
+]
+Batch = Annotated[int, typer.Option(help="Images per forward pass.", min=1)]
+Show = Annotated[int, typer.Option(help="Rows of the worklist to print.", min=0)]
+PseudonymizeNames = Annotated[
+    bool,
+    typer.Option(
+        "--pseudonymize-names",
+        help="Write a stable hash (file-<16 hex>) instead of each file name, everywhere.",
+    ),
+]
+ScoreAnyway = Annotated[
+    bool,
+    typer.Option(
+        "--score-anyway",
+        help="Also print the scores (and heat maps) of images flagged as probably not frontal "
+        "chest X-rays, each beside its flags; they stay unranked.",
+    ),
+]
 
 
 @app.command("predict")
 def predict_command(
-    model: Model,
+    model: ModelFile,
     images: OptionalImages = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="Worklist file to write, .csv or .json (default: the screen); with the archive "
-            "options a folder (--resume finishes one); must not exist: cxr never overwrites.",
-            callback=out_unless_resumed,
-        ),
-    ] = None,
-    cam: Annotated[
-        Path | None,
-        typer.Option(help="New folder for Grad-CAM heat maps, one PNG per image."),
-    ] = None,
-    cam_class: Annotated[
-        str | None,
-        typer.Option(help="Class the heat maps explain (default: the positive class)."),
-    ] = None,
-    output_format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "--format", help="Worklist format; default: from --out's suffix, else a table."
-        ),
-    ] = None,
-    batch: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 32,
+    out: WorklistOut = None,
+    cam: CamFolder = None,
+    cam_class: CamClass = None,
+    output_format: WorklistFormat = None,
+    batch: Batch = 32,
     workers: Workers = 2,
-    show: Annotated[int, typer.Option(help="Rows of the worklist to print.", min=0)] = 20,
-    pseudonymize_names: Annotated[
-        bool,
-        typer.Option(
-            "--pseudonymize-names",
-            help="Write a stable hash (file-<16 hex>) instead of each file name, everywhere.",
-        ),
-    ] = False,
-    score_anyway: Annotated[
-        bool,
-        typer.Option(
-            "--score-anyway",
-            help="Also print the scores (and heat maps) of images flagged as probably not frontal "
-            "chest X-rays, each beside its flags; they stay unranked.",
-        ),
-    ] = False,
-    devices: Annotated[
-        int | None,
-        typer.Option(help="Archive scoring: processes per machine (Lightning devices).", min=1),
-    ] = None,
-    num_nodes: Annotated[
-        int, typer.Option(help="Archive scoring: machines (torchrun or SLURM starts them).", min=1)
-    ] = 1,
-    strategy: Annotated[
-        str, typer.Option(help="Archive scoring: Lightning strategy (auto: ddp for 2+).")
-    ] = "auto",
-    lists: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--list",
-            help="Archive scoring: a listing of paths (text or CSV 'path').",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
-    dicomweb: Annotated[
-        str | None, typer.Option(help="Archive scoring: a DICOMweb server's URL (with --study).")
-    ] = None,
-    study: Annotated[
-        list[str] | None, typer.Option(help="Archive scoring: a Study Instance UID to score.")
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume", is_eager=True, help="Archive scoring: finish the run in --out FOLDER."
-        ),
-    ] = False,
+    show: Show = 20,
+    pseudonymize_names: PseudonymizeNames = False,
+    score_anyway: ScoreAnyway = False,
+    devices: Devices = None,
+    num_nodes: NumNodes = 1,
+    strategy: Strategy = "auto",
+    lists: Lists = None,
+    dicomweb: DicomWeb = None,
+    study: Studies = None,
+    resume: Resume = False,
 ) -> None:
     """A triage worklist, most urgent first: probabilities and the decision at the model's
     threshold. Images that are probably not frontal chest X-rays are listed apart, not scored;
@@ -121,10 +118,25 @@ def predict_command(
             archive, model, images or [], out, fmt, batch, workers, pseudonymize_names, score_anyway
         )
         return
+    fmt = _worklist_format(model, images, out, output_format, cam, cam_class)
+    predictor, worklist = _score(
+        model, images or [], cam, cam_class, batch, workers, pseudonymize_names, score_anyway
+    )
+    _show_worklist(predictor, worklist, out, fmt, show, cam)
+
+
+def _worklist_format(
+    model: Path,
+    images: list[Path] | None,
+    out: Path | None,
+    output_format: OutputFormat | None,
+    cam: Path | None,
+    cam_class: str | None,
+) -> OutputFormat | None:
+    """What a worklist run asked for, refused now if it cannot be done: the worklist format
+    (None: a table on screen)."""
     if not images:
         raise CxrError("nothing to score: give IMAGES (files or folders)")
-    if cam is not None:
-        must_be_new(cam)
     suffix = out.suffix[1:] if out is not None else ""
     fmt = output_format or (OutputFormat(suffix) if suffix in {"csv", "json"} else None)
     if out is not None and fmt in {None, OutputFormat.table}:
@@ -135,7 +147,20 @@ def predict_command(
         if cam is None:
             raise CxrError("--cam-class chooses what the heat maps explain: add --cam FOLDER")
         check_class(model, cam_class)  # a typo is refused before torch loads
+    return fmt
 
+
+def _score(
+    model: Path,
+    images: list[Path],
+    cam: Path | None,
+    cam_class: str | None,
+    batch: int,
+    workers: int,
+    pseudonymize_names: bool,
+    score_anyway: bool,
+) -> tuple[Predictor, Worklist]:
+    """The model loaded and every image scored (with heat maps, if asked)."""
     from cxr.inference.predict import known_class, predict_paths
     from cxr.inference.predictor import load_predictor
 
@@ -143,15 +168,27 @@ def predict_command(
     if cam_class is not None:
         known_class(predictor, cam_class)  # a card the early check could not read
     with progress() as stages:
-        worklist = predict_paths(
-            predictor, images, batch, workers, stages, pseudonymize_names, score_anyway
-        )
-        if cam is not None:
-            from cxr.inference.cam import save_heat_maps
-            from cxr.inference.predict import expand, pseudonym
+        if cam is None:
+            worklist = predict_paths(
+                predictor, images, batch, workers, stages, pseudonymize_names, score_anyway
+            )
+        else:
+            from cxr.inference.cam import predict_with_heat_maps
 
-            sources = {pseudonym(str(p)): p for p in expand(images)} if pseudonymize_names else {}
-            save_heat_maps(predictor, worklist, cam, cam_class, stages, sources)
+            worklist = predict_with_heat_maps(predictor, images, cam, cam_class, batch, workers,
+                                              stages, pseudonymize_names, score_anyway)  # fmt: skip
+    return predictor, worklist
+
+
+def _show_worklist(
+    predictor: Predictor,
+    worklist: Worklist,
+    out: Path | None,
+    fmt: OutputFormat | None,
+    show: int,
+    cam: Path | None,
+) -> None:
+    """The worklist written or printed, then its warnings and skipped files (exit 1 if any)."""
     if out is not None:
         worklist.write(out, fmt)
         say(f"worklist: {out}")
@@ -185,8 +222,8 @@ def predict_command(
 
 @app.command("export")
 def export_command(
-    model: Model,
-    out: Annotated[Path, out_option("The .onnx file to write")],
+    model: ModelFile,
+    out: Annotated[Path, out_file("The .onnx file to write")],
     images: OptionalImages = None,
     to: Annotated[
         ModelFormat, typer.Option(help="onnx, or onnx-int8: quantized on real images.")
@@ -229,7 +266,7 @@ def export_command(
 
 @app.command("serve")
 def serve_command(
-    model: Model,
+    model: ModelFile,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8000,
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.", min=1)] = 25,

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import app, console, model_file, out_option, valid_database_url
+from cxr.cli.common import (
+    ModelFile,
+    app,
+    console,
+    out_folder,
+    valid_database_url,
+    work_folder_option,
+)
 from cxr.errors import CxrError
 from cxr.settings import WORKLIST_DB
 
@@ -52,70 +59,63 @@ def _destination(text: str | None) -> str | None:
     return text
 
 
+Spool = Annotated[
+    Path,
+    work_folder_option(
+        "Folder where every received instance is kept: names and birth date emptied; "
+        "PatientID, UIDs and accession kept to file results (names only until sent)."
+    ),
+]
+AeTitle = Annotated[
+    str, typer.Option("--ae-title", help="This node's AE title.", callback=_ae_title)
+]
+SendTo = Annotated[
+    str | None,
+    typer.Option(
+        "--send-to",
+        help="Send the heat-map Secondary Capture and the SR here: AET@host:port.",
+        callback=_destination,
+    ),
+]
+CallingAe = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--calling-ae",
+        help="Accept associations only from this calling AE title (repeatable; default any).",
+        callback=lambda titles: [_ae_title(t) for t in titles or []],
+    ),
+]
+MaxDatasetMib = Annotated[int, typer.Option(help="Refuse larger datasets (status 0xA700).", min=1)]
+SpoolQuotaGib = Annotated[
+    float, typer.Option(help="Refuse instances once the spool holds this much.", min=0.001)
+]
+
+
 @app.command("listen")
 def listen_command(
-    model: Annotated[
-        Path,
-        typer.Argument(
-            help="A run's model.pt (heat maps) or an .onnx export.", callback=model_file
-        ),
-    ],
+    model: ModelFile,
     db: DbOpt = WORKLIST_DB,
-    spool: Annotated[
-        Path,
-        typer.Option(
-            help="Folder where every received instance is kept: names and birth date emptied; "
-            "PatientID, UIDs and accession kept to file results (names only until sent)."
-        ),
-    ] = Path("cxr-spool"),
-    ae_title: Annotated[
-        str, typer.Option("--ae-title", help="This node's AE title.", callback=_ae_title)
-    ] = "CXR",
+    spool: Spool = Path("cxr-spool"),
+    ae_title: AeTitle = "CXR",
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="DICOM port.", min=0, max=65535)] = 11112,
-    send_to: Annotated[
-        str | None,
-        typer.Option(
-            "--send-to",
-            help="Send the heat-map Secondary Capture and the SR here: AET@host:port.",
-            callback=_destination,
-        ),
-    ] = None,
-    calling_ae: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--calling-ae",
-            help="Accept associations only from this calling AE title (repeatable; default any).",
-            callback=lambda titles: [_ae_title(t) for t in titles or []],
-        ),
-    ] = None,
-    max_dataset_mib: Annotated[
-        int, typer.Option(help="Refuse larger datasets (status 0xA700).", min=1)
-    ] = 256,
-    spool_quota_gib: Annotated[
-        float, typer.Option(help="Refuse instances once the spool holds this much.", min=0.001)
-    ] = 50.0,
+    send_to: SendTo = None,
+    calling_ae: CallingAe = None,
+    max_dataset_mib: MaxDatasetMib = 256,
+    spool_quota_gib: SpoolQuotaGib = 50.0,
 ) -> None:
     """Receive studies by C-STORE, score chest radiographs into the worklist database and send
     the results back. Runs until stopped (Ctrl-C / SIGTERM); a restart catches up on the spool.
 
     Example: cxr listen runs/quick/model.pt --db sqlite:///worklist.db --send-to ORTHANC@pacs:4242
     """
-    import logging
     import signal
     import threading
-    import warnings
 
     from cxr.dicomnode.listener import ListenConfig, Node
     from cxr.dicomnode.sender import Destination
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for chatty in ("pynetdicom", "highdicom", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    # pydicom's value warnings quote header values (a patient's name, a hostile UID): the
-    # listener states its own reasons instead.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
+    _quiet_dicom_logs()
     destination = Destination.parse(send_to) if send_to else None
     node = Node(
         ListenConfig(
@@ -138,9 +138,23 @@ def listen_command(
     node.stop()
 
 
+def _quiet_dicom_logs() -> None:
+    """The node's own lines at INFO; the DICOM libraries only when something is wrong."""
+    import logging
+    import warnings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("pynetdicom", "highdicom", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # pydicom's value warnings quote header values (a patient's name, a hostile UID): the
+    # listener states its own reasons instead.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
+
+
 @reviews_app.command("export")
 def export_command(
-    out: Annotated[Path, out_option("New folder for labels.csv and image links")],
+    out: Annotated[Path, out_folder("New folder for labels.csv and image links")],
     db: DbOpt = WORKLIST_DB,
 ) -> None:
     """The reviewers' labels as a dataset `cxr train` and `cxr evaluate` read, e.g. to measure
@@ -152,7 +166,7 @@ def export_command(
     from cxr.store.database import open_database
     from cxr.store.export import export_reviews
 
-    with open_database(db)() as session:
+    with open_database(db).begin() as session:
         result = export_reviews(session, out, f"cli:{getpass.getuser()}")
     console.print(f"{result.rows} reviewed image(s) in {result.out}", highlight=False)
     for sop in result.missing:
@@ -174,7 +188,7 @@ def add_reviewer_command(
     from cxr.store.database import open_database
     from cxr.store.reviewers import add_reviewer
 
-    with open_database(db)() as session:
+    with open_database(db).begin() as session:
         token = add_reviewer(session, name, role.value)
     console.print(token, highlight=False)
 

@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cxr.cli.common import console, say
-from cxr.evaluation.numbers import interval, number
+from cxr.numbers import interval, number
 
 BINARY_KEYS = ("auroc", "average_precision", "accuracy", "sensitivity", "specificity",
                "precision", "npv", "f1", "brier", "ece")  # fmt: skip

@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
-from cxr.cli.common import Model, app, out_option, say
+from cxr.cli.common import ModelFile, app, in_file, out_folder, say
 
 
 @app.command("keygen")
 def keygen_command(
-    out: Annotated[Path, out_option("The new folder for the key pair")],
+    out: Annotated[Path, out_folder("The new folder for the key pair")],
 ) -> None:
     """A new Ed25519 key pair: cxr-signing.key (keep it with whoever trains; owner-only
     permissions) and cxr-signing.pub (give it to every server: $CXR_TRUSTED_KEY).
@@ -28,11 +26,8 @@ def keygen_command(
 
 @app.command("sign")
 def sign_command(
-    model: Model,
-    key: Annotated[
-        Path,
-        typer.Option(help="The signing key `cxr keygen` wrote (cxr-signing.key).", exists=True),
-    ],
+    model: ModelFile,
+    key: Annotated[Path, in_file("The signing key `cxr keygen` wrote (cxr-signing.key).")],
 ) -> None:
     """Sign a model file (.pt or .onnx): a detached MODEL.sig beside it, over the file's exact
     bytes. With $CXR_TRUSTED_KEY set, serve, listen and every other command refuse models that

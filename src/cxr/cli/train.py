@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cxr.cli.common import Bootstrap, app, console, existing, out_option, progress, say, warn
+from cxr.cli.common import Bootstrap, app, console, in_file, out_folder, progress, say, warn
 from cxr.cli.render import print_cv, print_scores
 
-Config = Annotated[
-    Path | None,
-    typer.Option(help="YAML config, e.g. configs/quick.yaml.", callback=existing),
-]
+Config = Annotated[Path | None, in_file("YAML config, e.g. configs/quick.yaml.")]
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -71,7 +68,7 @@ def cv_command(
         int, typer.Option(help="Patient folds; each is the internal test once.", min=2)
     ] = 5,
     out: Annotated[
-        Path | None, out_option("New folder for the folds' runs (default RUNS_DIR/NAME-cvK)")
+        Path | None, out_folder("New folder for the folds' runs (default RUNS_DIR/NAME-cvK)")
     ] = None,
 ) -> None:
     """Patient-grouped k-fold cross-validation: how much the figures move between folds.
@@ -107,7 +104,7 @@ def levers_command(
         typer.Option(help="Also run patient-fold CV per lever (k trainings each).", min=2),
     ] = None,
     bootstrap: Bootstrap = 1000,
-    out: Annotated[Path | None, out_option("New folder for the runs and levers.md")] = None,
+    out: Annotated[Path | None, out_folder("New folder for the runs and levers.md")] = None,
 ) -> None:
     """Which changes to the recipe help: the baseline (config + `key=value` arguments) and each
     lever trained on the same split, judged on the same internal-test images (paired DeLong test),

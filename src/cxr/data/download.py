@@ -75,7 +75,7 @@ def fetch(
         raise DownloadError(
             f"could not download {archive.name} from {archive.url}: {reason}. "
             f"Without network access, download it from {archive.source} on another machine and run "
-            f"`cxr data download kermany --from-archive PATH/{archive.name} --into DIR`; "
+            f"`cxr data download kermany --from-archive PATH/{archive.name} --out DIR`; "
             f"an interrupted download resumes from {part}"
         ) from exc
     _verify(part, archive)

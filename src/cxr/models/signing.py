@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cxr.errors import CxrError
+from cxr.outputs import must_be_new
 
 TRUSTED_KEY_ENV = "CXR_TRUSTED_KEY"
 SIGNATURE_SUFFIX = ".sig"
@@ -59,8 +60,7 @@ def sign(model: Path, private_key: Path) -> Path:
     """Write `model`'s detached signature beside it; refused if one is already there."""
     key = _load(private_key, serialization.load_pem_private_key, Ed25519PrivateKey, "signing")
     out = signature_path(model)
-    if os.path.lexists(out):
-        raise CxrError(f"{out} exists: cxr never overwrites (remove it to sign again)")
+    must_be_new(out, "remove it to sign again")
     digest = _file_digest(model)
     body = {
         "algorithm": ALGORITHM,
