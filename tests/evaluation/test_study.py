@@ -20,6 +20,7 @@ from cxr.evaluation.compare import load_and_compare
 from cxr.evaluation.evaluate import evaluate
 from cxr.evaluation.report import build_report
 from cxr.models.io import read_card, read_model_file, write_model_file
+from cxr.numbers import interval, number
 from cxr.training.config import load_config
 from cxr.training.fit import fit
 
@@ -257,6 +258,7 @@ def test_levers_train_on_one_split_and_are_judged_paired(data, tmp_path, monkeyp
     result = _cxr(
         "levers", f"data.root={data / 'chest_xray'}", "data.limit=48", "data.workers=0",
         "optim.epochs=1", "model.size=32", "model.args={width: 8, depth: 3}",
+        "evaluation.external=covid-db",
         "--lever", "seed 1: seed=1",
         "--bootstrap", 20, "--out", tmp_path / "levers",
     )  # fmt: skip
@@ -274,6 +276,19 @@ def test_levers_train_on_one_split_and_are_judged_paired(data, tmp_path, monkeyp
     runs = [load_config(tmp_path / "levers" / r["run"] / "config.yaml") for r in table]
     assert [c.seed for c in runs] == [0, 1] and {c.data.seed for c in runs} == {0}
     assert "| seed 1 | `seed=1` |" in (tmp_path / "levers" / "levers.md").read_text()
+    # the config's external judge beside the internal test, paired against the baseline too
+    judged = [r["external"] for r in table]
+    assert [(j["normal"], j["pneumonia"]) for j in judged] == [(62, 218)] * 2
+    assert "delong_p" not in judged[0] and 0 <= judged[1]["delong_p"] <= 1
+    for r in table:
+        written = json.loads(
+            (tmp_path / "levers" / r["run"] / "evaluation" / "external.json").read_text()
+        )
+        assert {k: r["external"][k] for k in written} == written
+    rows = (tmp_path / "levers" / "levers.md").read_text().splitlines()
+    assert "| covid-db AUROC (95 % CI) | covid-db specificity (95 % CI) |" in rows[0]
+    auroc, ci = judged[1]["auroc"], judged[1]["auroc_ci95"]
+    assert f"| {number(auroc)} ({interval(ci)}) |" in rows[3]
     assert "seed 1: internal-test auroc" in result.stdout
     for noise in ("Seed set to", "GPU available", "Trainer.fit", "logging interval", "Warning"):
         assert noise not in result.stdout + result.stderr, noise  # Lightning's chatter stays out

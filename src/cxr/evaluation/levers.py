@@ -1,6 +1,9 @@
 """`cxr levers`: is a change to the recipe worth keeping? Each lever (a set of config overrides)
 is trained beside the baseline on the same patient split and judged on the same internal-test
-images with a paired DeLong test, with its wall time; optionally across patient folds as well."""
+images with a paired DeLong test, with its wall time; optionally across patient folds as well.
+Where the config declares an external judge (`evaluation.external`), each lever is also scored on
+it and paired against the baseline there: the internal test cannot tell a recipe that fits this
+hospital's split from one that holds outside it."""
 
 from __future__ import annotations
 
@@ -9,13 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxr.errors import CxrError
-from cxr.evaluation.numbers import interval, number
+from cxr.numbers import interval, number
 from cxr.outputs import default_output_dir, must_be_new
 from cxr.training.config import load_config
+
+if TYPE_CHECKING:
+    from cxr.evaluation.predictions import Predictions
 
 BASELINE = "baseline"
 
@@ -58,10 +65,8 @@ def run_levers(
     every = [Lever(BASELINE, ()), *levers]
     for lever in every:  # a mistyped key is refused now, not after the baseline has trained
         load_config(config, [*overrides, *lever.overrides])
-    from cxr.evaluation.compare import aligned  # PyTorch loads only once the levers are valid
-    from cxr.evaluation.cv import read_cv, run_cv
+    from cxr.evaluation.cv import read_cv, run_cv  # PyTorch loads once the levers are valid
     from cxr.evaluation.held_out import train_and_test
-    from cxr.metrics.stats import delong_test
 
     if out is None:
         out = default_output_dir("levers", Path(config).stem if config else "levers")
@@ -85,19 +90,19 @@ def run_levers(
             "metrics": _numbers(result.scores["metrics"]),
             "ci95": result.scores["ci95"],
         }
+        if result.external:  # the config's external judge, beside the internal test
+            row["external"] = dict(result.external.figures)
         if folds:
             cv = run_cv(cfg, folds, out / f"{slug}-cv{folds}", bootstrap=200)
             row["folds"] = [f["metrics"] for f in read_cv(cv)["folds"]]
         if base is None:
-            base = result.predictions
+            base = result
         else:  # paired on the very same images; refuses a lever that moved the internal test
-            base, p = aligned([base, result.predictions])
-            if base.binary_view() and p.binary_view():
-                truth, base_scores = base.binary_view()
-                delong = delong_test(truth, p.binary_view()[1], base_scores)  # lever - baseline
-                row["auroc_difference"] = delong.difference
-                row["auroc_difference_ci95"] = list(delong.ci)
-                row["delong_p"] = delong.p_value
+            row.update(_paired(base.predictions, result.predictions))
+            if base.external and result.external:
+                row["external"].update(
+                    _paired(base.external.predictions, result.external.predictions)
+                )
             if folds:
                 row["fold_auroc_difference"] = _fold_differences(rows[0], row)
         rows.append(row)
@@ -107,6 +112,23 @@ def run_levers(
         if on_run:
             on_run(lever.name, row)
     return out
+
+
+def _paired(base: Predictions, lever: Predictions) -> dict:
+    """The lever's AUROC against the baseline's on the same images (DeLong, lever - baseline)."""
+    from cxr.evaluation.compare import aligned
+    from cxr.metrics.stats import delong_test
+
+    base, lever = aligned([base, lever])
+    if not (base.binary_view() and lever.binary_view()):
+        return {}
+    truth, base_scores = base.binary_view()
+    delong = delong_test(truth, lever.binary_view()[1], base_scores)
+    return {
+        "auroc_difference": delong.difference,
+        "auroc_difference_ci95": list(delong.ci),
+        "delong_p": delong.p_value,
+    }
 
 
 def _numbers(metrics: dict) -> dict:
@@ -136,6 +158,10 @@ def lever_table(payload: dict) -> str:
         "ECE",
         "train + test: wall / CPU",
     ]
+    judge = next((r["external"]["judge"] for r in payload["rows"] if "external" in r), None)
+    if judge:
+        head += [f"{judge} {k} (95 % CI)" for k in ("AUROC", "specificity")]
+        head.append(f"{judge} Δ AUROC vs baseline, DeLong p")
     if folds:
         head.append(f"Δ AUROC over {folds} folds: mean ± sd (folds better)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -160,8 +186,22 @@ def lever_table(payload: dict) -> str:
             number(m.get("ece")),
             f"{row['wall_s']:.0f} s / {row['cpu_s']:.0f} s",
         ]
+        if judge:
+            cells += _judge_cells(row.get("external"))
         if folds:
             d = row.get("fold_auroc_difference")
             cells.append(f"{d['mean']:+.4f} ± {d['sd']:.4f} ({d['better']}/{folds})" if d else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _judge_cells(judged: dict | None) -> list[str]:
+    """A lever's external-judge cells: AUROC and specificity with intervals, the paired test."""
+    if not judged:
+        return ["–"] * 3
+    cells = [
+        f"{number(judged[k])} ({interval(judged[f'{k}_ci95'])})" for k in ("auroc", "specificity")
+    ]
+    if "delong_p" not in judged:
+        return [*cells, "–"]
+    return [*cells, f"{judged['auroc_difference']:+.4f}, p {number(judged['delong_p'])}"]

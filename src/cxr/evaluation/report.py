@@ -3,7 +3,6 @@ from a rule over the numbers (`conclusions`), never from free text."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import tempfile
@@ -16,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from matplotlib.figure import Figure
 
 from cxr.data.inspect import Summary, plot_class_distribution, summarise
+from cxr.data.split import INTERNAL_TEST
 from cxr.errors import CxrError
 from cxr.evaluation import plots
 from cxr.evaluation.compare import Comparison, compare
@@ -27,10 +27,14 @@ from cxr.evaluation.conclusions import (
 )
 from cxr.evaluation.cv import read_cv
 from cxr.evaluation.explorer import WIDGET, predictions_explorer
-from cxr.evaluation.numbers import interval, number
-from cxr.evaluation.predictions import EXACT_BELOW, Predictions, load_predictions, score
+from cxr.evaluation.external import EXTERNAL_JSON
+from cxr.evaluation.predictions import Predictions, load_predictions, score
 from cxr.evaluation.shift import SHIFT_JSON, shift_conclusion
-from cxr.models.card import ModelCard, Threshold
+from cxr.inline import data_uri
+from cxr.metrics.stats import EXACT_BELOW
+from cxr.models.card import ModelCard
+from cxr.models.io import run_name
+from cxr.numbers import interval, number
 from cxr.outputs import must_be_new
 from cxr.progress import Stages, silent
 from cxr.settings import resolve_data
@@ -58,12 +62,13 @@ class Entry:
     learning_curves: str | None
     overfitting: str | None
     sections: list[Section] = field(default_factory=list)
+    external: list[dict] = field(default_factory=list)  # its figures on external judges
 
 
-def data_uri(fig: Figure) -> str:
+def figure_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return data_uri(buffer.getvalue())
 
 
 def overfitting(history: Path) -> str | None:
@@ -96,12 +101,12 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{100 * x:.1f} %"
 
 
+def _with_ci(value: float, ci: list | None) -> str:
+    return number(value) if ci is None else f"{number(value)} (95 % CI {interval(ci)})"
+
+
 def _interval(scores: dict, key: str) -> str:
-    value = scores["metrics"][key]
-    lo_hi = scores["ci95"].get(key)
-    if lo_hi is None:
-        return number(value)
-    return f"{number(value)} (95 % CI {interval(lo_hi)})"
+    return _with_ci(scores["metrics"][key], scores["ci95"].get(key))
 
 
 def interval_methods(scores: dict) -> str:
@@ -133,62 +138,7 @@ def _of(k: int, n: int, what: str) -> str:
 
 def section_conclusions(s: Section) -> list[str]:
     p, m = s.predictions, s.scores["metrics"]
-    out = []
-    if p.binary:
-        pos = p.classes[p.positive]
-        neg = p.classes[1 - p.positive]
-        thr = p.threshold or Threshold(0.5, "fixed:0.5", pos, "default")
-        negatives = m["n"] - m["positives"]
-        missed, flagged = _of(m["fn"], m["positives"], pos), _of(m["fp"], negatives, neg)
-        out.append(
-            f"On {m['n']} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
-            f"threshold {number(thr.value)} (rule {thr.rule}, chosen on the {thr.source}), "
-            f"{missed} {'was' if m['fn'] == 1 else 'were'} missed and {flagged} "
-            f"{'was' if m['fp'] == 1 else 'were'} flagged: sensitivity "
-            f"{_interval(s.scores, 'sensitivity')}, specificity "
-            f"{_interval(s.scores, 'specificity')}."
-        )
-        if m["positives"] < EXACT_BELOW or negatives < EXACT_BELOW:
-            out.append(
-                f"With so few images ({m['positives']} {pos}, {negatives} {neg}) "
-                "these rates are rough: read the width of the intervals, not the point values."
-            )
-        out.append(
-            f"With {_pct(m['positives'] / m['n'])} {pos} here, a positive call is right "
-            f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
-            "both move with prevalence, so expect other numbers where the case mix differs."
-        )
-        out.append(
-            f"Calibration here: expected calibration error {number(m['ece'])}, Brier score "
-            f"{number(m['brier'])}."
-        )
-    else:
-        cm = np.array(m["confusion_matrix"], float)
-        rates = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
-        np.fill_diagonal(rates, 0)
-        t, q = np.unravel_index(np.argmax(rates), rates.shape)
-        out.append(
-            f"On {m['n']} images, macro AUROC is {_interval(s.scores, 'macro_auroc')} "
-            f"and accuracy {_interval(s.scores, 'accuracy')}."
-        )
-        out.append(
-            f"The most frequent confusion: {_pct(rates[t, q])} of {p.classes[t]} images are "
-            f"called {p.classes[q]}."
-        )
-        pairs = m.get("pairwise_auroc", {})
-        if pairs:
-            worst = min(pairs, key=lambda k: pairs[k])
-            out.append(
-                f"The hardest pair to tell apart is {worst} (AUROC {number(pairs[worst])} among "
-                "those two classes only)."
-            )
-        view = m.get("abnormal_vs_normal")
-        if view:
-            out.append(
-                f"As a normal-vs-abnormal test it reaches AUROC {number(view['auroc'])}, "
-                f"sensitivity {_pct(view['sensitivity'])} and specificity "
-                f"{_pct(view['specificity'])} at P(abnormal) ≥ 0.5."
-            )
+    out = _binary_lines(s) if p.binary else _multiclass_lines(s)
     if p.learned_from:
         out[0] = (
             f"Not a held-out measurement ({p.learned_from} of these {m['n']} images were the "
@@ -197,9 +147,134 @@ def section_conclusions(s: Section) -> list[str]:
     return warning_lines(p) + out + verdicts(p, s.scores)
 
 
+def _binary_lines(s: Section) -> list[str]:
+    """Misses and false alarms at the model's threshold, then prevalence and calibration."""
+    p, m = s.predictions, s.scores["metrics"]
+    pos, neg = p.classes[p.positive], p.classes[1 - p.positive]
+    thr = p.threshold
+    how = f"rule {thr.rule}, chosen on the {thr.source}" if thr else "none chosen: the default"
+    negatives = m["n"] - m["positives"]
+    missed, flagged = _of(m["fn"], m["positives"], pos), _of(m["fp"], negatives, neg)
+    out = [
+        f"On {m['n']} images, AUROC is {_interval(s.scores, 'auroc')}. At the "
+        f"threshold {number(p.card.threshold_value)} ({how}), "
+        f"{missed} {'was' if m['fn'] == 1 else 'were'} missed and {flagged} "
+        f"{'was' if m['fp'] == 1 else 'were'} flagged: sensitivity "
+        f"{_interval(s.scores, 'sensitivity')}, specificity "
+        f"{_interval(s.scores, 'specificity')}."
+    ]
+    if m["positives"] < EXACT_BELOW or negatives < EXACT_BELOW:
+        out.append(
+            f"With so few images ({m['positives']} {pos}, {negatives} {neg}) "
+            "these rates are rough: read the width of the intervals, not the point values."
+        )
+    out.append(
+        f"With {_pct(m['positives'] / m['n'])} {pos} here, a positive call is right "
+        f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
+        "both move with prevalence, so expect other numbers where the case mix differs."
+    )
+    out.append(
+        f"Calibration here: expected calibration error {number(m['ece'])}, Brier score "
+        f"{number(m['brier'])}."
+    )
+    return out
+
+
+def _multiclass_lines(s: Section) -> list[str]:
+    """Macro AUROC and accuracy, the most frequent confusion, the hardest pair and the
+    normal-against-the-rest view."""
+    p, m = s.predictions, s.scores["metrics"]
+    cm = np.array(m["confusion_matrix"], float)
+    rates = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    np.fill_diagonal(rates, 0)
+    t, q = np.unravel_index(np.argmax(rates), rates.shape)
+    out = [
+        f"On {m['n']} images, macro AUROC is {_interval(s.scores, 'macro_auroc')} "
+        f"and accuracy {_interval(s.scores, 'accuracy')}.",
+        f"The most frequent confusion: {_pct(rates[t, q])} of {p.classes[t]} images are "
+        f"called {p.classes[q]}.",
+    ]
+    pairs = m.get("pairwise_auroc", {})
+    if pairs:
+        worst = min(pairs, key=lambda k: pairs[k])
+        out.append(
+            f"The hardest pair to tell apart is {worst} (AUROC {number(pairs[worst])} among "
+            "those two classes only)."
+        )
+    view = m.get("abnormal_vs_normal")
+    if view:
+        out.append(
+            f"As a normal-vs-abnormal test it reaches AUROC {number(view['auroc'])}, "
+            f"sensitivity {_pct(view['sensitivity'])} and specificity "
+            f"{_pct(view['specificity'])} at P(abnormal) ≥ {p.card.threshold_value:g}."
+        )
+    return out
+
+
 def model_conclusions(entry: Entry) -> list[str]:
-    """One model's sets against each other (see cxr.evaluation.conclusions)."""
-    return study_conclusions([(s.predictions, s.scores) for s in entry.sections])
+    """One model's sets against each other (see cxr.evaluation.conclusions), then its external
+    judges against its internal test."""
+    lines = study_conclusions([(s.predictions, s.scores) for s in entry.sections])
+    return lines + [line for judge in entry.external for line in judge_lines(entry, judge)]
+
+
+def _internal_test(entry: Entry) -> Section | None:
+    return next(
+        (
+            s
+            for s in entry.sections
+            if s.predictions.split == INTERNAL_TEST and s.predictions.binary
+        ),
+        None,
+    )
+
+
+def judge_lines(entry: Entry, judge: dict) -> list[str]:
+    """The judge's figures beside the internal test's, and how far its few normals let its
+    specificity be read."""
+    internal = _internal_test(entry)
+    text = (
+        f"On the {judge['judge']} external judge ({judge['images']} images of another source: "
+        f"{judge['normal']} normal, {judge['pneumonia']} pneumonia), AUROC is "
+        f"{_with_ci(judge['auroc'], judge['auroc_ci95'])} and specificity at the stored "
+        f"threshold {number(judge['threshold'])} is "
+        f"{_with_ci(judge['specificity'], judge['specificity_ci95'])}"
+    )
+    low, high = judge["specificity_ci95"]
+    width = f"{high - low:.2f} wide"
+    if internal:
+        m, ci = internal.scores["metrics"], internal.scores["ci95"]
+        text += (
+            f", against AUROC {_with_ci(m['auroc'], ci.get('auroc'))} and specificity "
+            f"{_with_ci(m['specificity'], ci.get('specificity'))} on the internal test"
+        )
+        if ci.get("specificity"):
+            width += f", the internal test's {ci['specificity'][1] - ci['specificity'][0]:.2f}"
+    return [
+        text + ".",
+        f"With {judge['normal']} normal images the judge's specificity interval is {width}: "
+        "recipes whose specificities differ by less than that are not told apart on it.",
+    ]
+
+
+JUDGED = ("auroc", "sensitivity", "specificity", "ece")  # the figures set beside the judges'
+
+
+def judge_rows(entry: Entry) -> list[dict]:
+    """The table beside the model's internal test: one row per set, figures with intervals."""
+    internal, rows = _internal_test(entry), []
+    if internal:
+        m, ci = internal.scores["metrics"], internal.scores["ci95"]
+        rows.append(_row("internal test", m["n"] - m["positives"], m["positives"], m, ci))
+    for j in entry.external:
+        ci = {k: j[f"{k}_ci95"] for k in JUDGED}
+        rows.append(_row(f"external judge {j['judge']}", j["normal"], j["pneumonia"], j, ci))
+    return rows
+
+
+def _row(name: str, normal: int, pneumonia: int, values: dict, ci: dict) -> dict:
+    figures = {k: _with_ci(values[k], ci.get(k)) for k in JUDGED}
+    return {"set": name, "images": f"{normal} normal / {pneumonia} pneumonia", **figures}
 
 
 def comparison_conclusions(c: Comparison) -> list[str]:
@@ -251,12 +326,12 @@ def _dataset_summary(entries: list[Entry], progress: Stages) -> tuple[Summary | 
     summary = summarise(dataset, progress(f"reading {dataset.root.name}", len(dataset.records)))
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_class_distribution(summary, Path(tmp))
-        uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+        uri = data_uri(path.read_bytes())
     return summary, uri
 
 
 def _figures(p: Predictions) -> dict[str, str]:
-    return {title: data_uri(fig) for title, fig in plots.evaluation_figures(p).values()}
+    return {title: figure_uri(fig) for title, fig in plots.evaluation_figures(p).values()}
 
 
 Scored = tuple[Predictions, dict]  # an evaluation and its scores (metrics, intervals)
@@ -269,34 +344,70 @@ def build_report(
     seed: int = 0,
     cv: list[Path] = (),
     progress: Stages = silent,
+    external: list[dict] = (),
 ) -> Path:
     """`evaluations`: folders (read and scored here) or evaluations already scored in memory, as
-    `cxr study` hands them over, so each is bootstrapped once. `cv`: `cxr cv` folders."""
+    `cxr study` hands them over, so each is bootstrapped once. `cv`: `cxr cv` folders.
+    `external`: figures on external judges (`judge_model`), each shown with the model it names,
+    beside those of the evaluation folders' external.json."""
     must_be_new(out)
+    scored, shifts = _scored(evaluations, bootstrap, seed, progress)
+    entries = _entries(scored, shifts)
+    judged = [*external, *_external_files(evaluations)]
+    for entry in entries:
+        entry.external = [j for j in judged if j["model"] == entry.name]
+    comparisons = _comparisons([p for p, _ in scored], bootstrap, seed, progress)
+    summary, classes_png = _dataset_summary(entries, progress)
+    html = _render(
+        cards=entries,
+        comparisons=comparisons,
+        summary=summary,
+        classes_png=classes_png,
+        cv=[read_cv(folder) for folder in cv],
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html)
+    return out
+
+
+def _scored(
+    evaluations: list[Path | Scored], bootstrap: int, seed: int, progress: Stages
+) -> tuple[list[Scored], dict[int, dict]]:
+    """Each evaluation with its scores (folders are read and scored here), and the shift check
+    of each evaluation folder that has one, by id(predictions)."""
     scored: list[Scored] = []
-    shifts: dict[int, dict] = {}  # id(predictions) -> its evaluation folder's shift check
+    shifts: dict[int, dict] = {}
     for item in evaluations:
         if isinstance(item, tuple):
             scored.append(item)
-        else:
-            p = load_predictions(item)
-            scored.append((p, score(p, bootstrap, seed, progress)))
-            if (Path(item) / SHIFT_JSON).is_file():
-                shift = json.loads((Path(item) / SHIFT_JSON).read_text())
-                shifts[id(p)] = {
-                    "conclusion": shift_conclusion(shift),
-                    "figure": data_uri(plots.shift_figure(shift)),
-                }
+            continue
+        p = load_predictions(item)
+        scored.append((p, score(p, bootstrap, seed, progress)))
+        if (Path(item) / SHIFT_JSON).is_file():
+            shift = json.loads((Path(item) / SHIFT_JSON).read_text())
+            shifts[id(p)] = {
+                "conclusion": shift_conclusion(shift),
+                "figure": figure_uri(plots.shift_figure(shift)),
+            }
+    return scored, shifts
+
+
+def _external_files(evaluations: list[Path | Scored]) -> list[dict]:
+    """The external judges' figures that evaluation folders hold (`cxr study` writes them)."""
+    files = [Path(e) / EXTERNAL_JSON for e in evaluations if not isinstance(e, tuple)]
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+
+def _entries(scored: list[Scored], shifts: dict[int, dict]) -> list[Entry]:
+    """One entry per model file (in the order first met), holding its evaluations."""
     entries: dict[str, Entry] = {}
     for p, scores in scored:
         key = str(p.model_file.resolve()) if p.model_file else p.name
         if key not in entries:
             entries[key] = Entry(
-                name=p.model_file.parent.name
-                if p.model_file and p.model_file.name == "model.pt"
-                else p.name,
+                name=run_name(p.model_file) if p.model_file else p.name,
                 card=p.card,
-                learning_curves=data_uri(plots.learning_curves_figure(p.history))
+                learning_curves=figure_uri(plots.learning_curves_figure(p.history))
                 if p.history
                 else None,
                 overfitting=overfitting(p.history) if p.history else None,
@@ -304,10 +415,17 @@ def build_report(
         entries[key].sections.append(
             Section(p, scores, _figures(p), shifts.get(id(p)), predictions_explorer(p))
         )
-    comparisons = []
+    return list(entries.values())
+
+
+def _comparisons(
+    evaluated: list[Predictions], bootstrap: int, seed: int, progress: Stages
+) -> list[dict]:
+    """Two or more models on the very same images, compared with their conclusions and curves."""
     by_images: dict[frozenset, list[Predictions]] = {}
-    for p, _ in scored:
+    for p in evaluated:
         by_images.setdefault(frozenset(p.digest), []).append(p)
+    comparisons = []
     for group in by_images.values():
         if len({p.name for p in group}) >= 2:
             c = compare(group, bootstrap, seed, progress)
@@ -315,24 +433,26 @@ def build_report(
                 {
                     "comparison": c,
                     "conclusions": comparison_conclusions(c),
-                    "roc": data_uri(plots.roc_figure(c.models)),
-                    "pr": data_uri(plots.pr_figure(c.models)),
+                    "roc": figure_uri(plots.roc_figure(c.models)),
+                    "pr": figure_uri(plots.pr_figure(c.models)),
                 }
             )
-    summary, classes_png = _dataset_summary(list(entries.values()), progress)
+    return comparisons
+
+
+def _render(**parts) -> str:
+    """The report's HTML from its parts (cards, comparisons, summary, classes_png, cv)."""
     env = Environment(
         loader=PackageLoader("cxr.evaluation", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
     )
-    html = env.get_template("report.html.j2").render(
-        cards=list(entries.values()),
-        comparisons=comparisons,
-        summary=summary,
-        classes_png=classes_png,
-        cv=[read_cv(folder) for folder in cv],
+    return env.get_template("report.html.j2").render(
+        **parts,
         section_conclusions=section_conclusions,
         model_conclusions=model_conclusions,
+        judge_rows=judge_rows,
+        judge_lines=judge_lines,
         readable_ece=READABLE_ECE,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         isnan=lambda x: x is None or (isinstance(x, float) and np.isnan(x)),
@@ -342,6 +462,3 @@ def build_report(
         resolve_data=lambda root: str(resolve_data(root)) if root else "?",
         explorer_js=WIDGET.read_text(),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html)
-    return out
