@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from cxr.data.population import intensity_ranges
+from cxr.dicomnode.scoring import Scorer
 from cxr.inference.predict import predict_paths
 from cxr.inference.predictor import load_predictor
 from cxr.models import create_model, save_model
@@ -146,3 +147,21 @@ def test_worklist_rows_carry_the_warnings_cxr_predict_gives(data, tmp_path, db_u
         }
     engine.dispose()
     assert stored == {uid: ("scored", warnings) for uid, warnings in expected.items()}
+
+
+def test_an_age_over_89_is_stored_as_90(data, tmp_path):
+    """Ages from 90 on identify (HIPAA): the row, and so the monitor's age spread, holds 90;
+    the warning says "90 or older", as `cxr predict` does."""
+    model = create_model("cxr_cnn").eval()
+    model.card = dataclasses.replace(
+        model.card, classes=("NORMAL", "PNEUMONIA"), population={"age_years": [1.0, 5.0]}
+    )
+    scorer = Scorer(load_predictor(save_model(tmp_path / "model.pt", model)))
+    film = pydicom.dcmread(data / "dicom_cxr" / "nih_udacity" / "test2.dcm")
+    film.PatientAge = "093Y"
+    spooled = tmp_path / f"{film.SOPInstanceUID}_{'0' * 16}.dcm"
+    film.save_as(spooled)
+    received = scorer.assess(spooled, film, "p1").received
+    assert received.age_years == 90.0
+    assert any("90 or older" in w for w in received.warnings), received.warnings
+    assert not any("93" in w for w in received.warnings)

@@ -90,7 +90,8 @@ class Scorer:
         # measured as the card's training ranges were (one common size): the monitor compares them
         stats = image_statistics(image.pixels)
         received.pixel_mean, received.pixel_std = stats["pixel_mean"], stats["pixel_std"]
-        received.age_years = image.info.age_years
+        age = image.info.age_years  # stored as 90 from 90 on: older ages identify (HIPAA), and
+        received.age_years = None if age is None else min(age, 90.0)  # the monitor shows them
         noted = notes(image, self.predictor.card.population)  # as `cxr predict` notes it
         received.flags, received.warnings = noted.flags, noted.warnings
         reasons = [refusal] if refusal else []

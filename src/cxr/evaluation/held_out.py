@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from cxr.errors import CxrError
 from cxr.evaluation.evaluate import Evaluation, evaluate_trained
 from cxr.evaluation.external import judge_trained
 from cxr.models.io import MODEL_FILE
@@ -20,6 +23,11 @@ def train_and_test(
     scored from what training holds: the model, the data and its split, in memory; and on the
     external judge the config declares, if any (`run`/evaluation/external.json)."""
     trained = train(cfg)
+    if rank_zero_only.rank != 0:  # the other ranks' models are not finished: rank 0 tests
+        raise CxrError(
+            "cxr study, cv and levers test on one process: train on several with cxr train, "
+            "then cxr evaluate the model it writes"
+        )
     evaluation = evaluate_trained(
         trained.model,
         trained.run / MODEL_FILE,

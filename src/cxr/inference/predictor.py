@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +41,20 @@ class TorchPredictor(Predictor):
         """`model` as read from its file `source`, or still in memory from training it there."""
         self.model = model.to(memory_format=torch.channels_last)
         self.card, self.source = self.model.card, source
+        self._explainer: GradCam | None = None
+        self._building = threading.Lock()
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return probabilities(self.model, _tensor(batch)).numpy()
 
-    @cached_property  # once per model (cached_property locks its first call in Python 3.11)
+    @property
     def explainer(self) -> GradCam:
-        return GradCam(self.model, spec_of(self.card).target_layer)
+        """Built on the first heat map, under a lock: two first calls at once hook it once."""
+        with self._building:
+            if self._explainer is None:
+                self._explainer = GradCam(self.model, spec_of(self.card).target_layer)
+            return self._explainer
 
     def explain(self, batch: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """Grad-CAM maps (N, S, S) in [0, 1] of the batch `predict` scored, image i's evidence

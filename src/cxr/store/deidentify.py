@@ -46,8 +46,9 @@ def strip_demographics(dataset: Dataset) -> Dataset:
 
     def blank(ds: Dataset, element) -> None:
         if element.VR == "PN" or (
-            element.tag.group == PATIENT_GROUP and int(element.tag) not in KEPT_PATIENT_TAGS
-        ):
+            element.tag.group == PATIENT_GROUP
+            and (ds is not dataset or int(element.tag) not in KEPT_PATIENT_TAGS)
+        ):  # kept at the top level only, where an export's REMOVED list finds them
             if ds is dataset and not element.is_empty:
                 kept.add_new(element.tag, element.VR, element.value)
             element.value = [] if element.VR == "SQ" else None

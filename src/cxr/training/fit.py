@@ -28,7 +28,6 @@ from cxr.data.discovery import Dataset, discover
 from cxr.data.labels import LabelScheme
 from cxr.data.split import INTERNAL_TEST, Protocol
 from cxr.models import create_model, save_model
-from cxr.models.card import ModelCard
 from cxr.models.io import stamped
 from cxr.outputs import publish, set_aside, staged_dir
 from cxr.settings import resolve_data
@@ -66,10 +65,6 @@ class Trained:
     model: nn.Module  # eval mode, `model.card` the card model.pt holds
     dataset: Dataset
     protocol: Protocol
-
-    @property
-    def card(self) -> ModelCard:
-        return self.model.card
 
 
 def fit(cfg: TrainConfig) -> Path:
