@@ -111,3 +111,21 @@ def test_an_admin_replaces_another_reviewers_label_only_on_purpose(reviewer_and_
     with open_database(db)() as session:
         row = worklist.instance(session, 6)
         assert (row.review_label, row.reviewed_by) == ("PNEUMONIA", "Boss")
+
+
+def test_a_near_certain_case_never_reads_100_percent(data, tmp_path):
+    """p = 0.99996 shows as "> 99.9 %" and "> 0.999", as the case page and reports print it."""
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    picture = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    (row,) = scored(1, tmp_path / "spool", picture)
+    row.probabilities, row.urgency, row.predicted = [0.00004, 0.99996], 0.99996, "PNEUMONIA"
+    with open_database(url).begin() as session:
+        worklist.record(session, row)
+        token = add_reviewer(session, "Dr Ann")
+    with running_worklist(url) as served, sync_playwright() as p:
+        browser, page = _signed_in(p, served, token, 1280)
+        expect(page.locator("#bars")).to_contain_text("> 99.9 %")
+        expect(page.locator("#bars")).to_contain_text("< 0.1 %")
+        expect(page.locator("#list tbody")).to_contain_text("> 0.999")
+        assert "100.0 %" not in page.inner_text("body") and "1.000" not in page.inner_text("#list")
+        browser.close()

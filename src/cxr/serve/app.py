@@ -5,8 +5,6 @@ explainer, which concurrent requests share without a lock or a copy."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
@@ -14,19 +12,17 @@ from fastapi.responses import HTMLResponse, Response
 from cxr import __version__
 from cxr.evaluation.explorer import WIDGET, card_explorer
 from cxr.inference.predictor import load_predictor
-from cxr.serve import scoring
+from cxr.serve import pages, scoring
 from cxr.serve.auth import TokenGate, api_token
 from cxr.serve.service import FORM_OVERHEAD, ServeConfig, Served, Service
 from cxr.serve.uploads import UploadGuard
-
-PAGE = Path(__file__).with_name("static") / "index.html"
 
 model_router = APIRouter()
 
 
 @model_router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page() -> str:
-    return PAGE.read_text()
+    return pages.page("index.html")
 
 
 @model_router.get("/healthz")

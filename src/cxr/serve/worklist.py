@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cxr.dicomnode.spool import preview
 from cxr.inline import data_uri
+from cxr.serve import pages
 from cxr.serve.auth import bearer, worklist_reviewer
 from cxr.store import worklist
 from cxr.store.models import Instance, Reviewer
 from cxr.store.text import plain_text
 from cxr.store.worklist import MAX_NOTE, Queue, ReviewConflict, ReviewError
 
-PAGE = Path(__file__).with_name("static") / "worklist.html"
 MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER; SQLite takes more, but the two must answer alike
 NO_CONTROLS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # the schema's half of plain_text
 
@@ -119,7 +119,7 @@ def _listing_routes(
 
     @router.get("/worklist", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return PAGE.read_text()
+        return pages.page("worklist.html")
 
     @router.get("/api/worklist")
     def queue(
