@@ -120,18 +120,26 @@ class PixelCache:
         array.flush()
         del array
         os.replace(tmp, self.folder / name)
-        with self._index_file.open("a") as fh:
-            for row, (digest, _) in enumerate(good):
-                fh.write(json.dumps({"digest": digest, "chunk": name, "row": row}) + "\n")
-                index[digest] = (name, row)
+        rows = "".join(
+            json.dumps({"digest": digest, "chunk": name, "row": row}) + "\n"
+            for row, (digest, _) in enumerate(good)
+        )
+        with self._index_file.open("a") as fh:  # one append for the chunk's rows
+            fh.write(rows)
+        for row, (digest, _) in enumerate(good):
+            index[digest] = (name, row)
 
     def _read_index(self) -> dict[str, tuple[str, int]]:
         if not self._index_file.exists():
             return {}
         index = {}
-        for line in self._index_file.read_text().splitlines():
-            entry = json.loads(line)
-            index[entry["digest"]] = (entry["chunk"], entry["row"])
+        *lines, _unfinished = self._index_file.read_text().split("\n")
+        for line in lines:  # another process's append may be half written, or cut by a crash:
+            try:  # such a row is decoded again, never read from the wrong place
+                entry = json.loads(line)
+                index[entry["digest"]] = (entry["chunk"], int(entry["row"]))
+            except (ValueError, KeyError, TypeError):
+                continue
         return index
 
 
