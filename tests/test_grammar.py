@@ -250,3 +250,12 @@ def test_a_kind_refuses_what_is_not_one(tmp_path, monkeypatch, args, message):
     said = " ".join((result.output + str(result.exception or "")).replace("│", " ").split())
     assert message in said, said
     assert not (tmp_path / "k").exists()
+
+
+def test_a_command_that_takes_key_value_overrides_says_so_in_its_help():
+    """Extra `key=value` arguments override the config wherever a command accepts them; its
+    --help says so (a reader of `cxr study --help` would not guess it from `Usage`)."""
+    taking = [n for n, c in commands().items() if c.context_settings.get("allow_extra_args")]
+    assert {"train", "study", "cv", "levers"} <= set(taking)
+    for name in taking:
+        assert "key=value" in _help(name), name

@@ -201,7 +201,7 @@ def test_schemathesis_finds_no_server_error_with_a_reviewer_token(department):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
-def test_the_monitor_answers_10000_rows_within_a_second(db_url):
+def test_the_monitor_summarises_10000_rows(db_url):
     """Generated rows over ten weeks: scored and not (MR/CT), a third reviewed by a few
     reviewers; the answer is timed at the endpoint."""
     sessions = open_database(db_url)
@@ -255,6 +255,21 @@ def test_the_monitor_answers_10000_rows_within_a_second(db_url):
     assert low < overall["sensitivity"]["value"] < high and high - low < 0.1
     week = watched["periods"][1]["against_reviewers"]
     assert week["n"] > 100 and week["specificity"]["ci95"][0] < week["specificity"]["value"]
+
+
+def test_the_monitor_never_claims_certainty_from_one_review(department):
+    """One review that corrects the model (the first day of a deployment): 0 of 1 agreed, and its
+    interval is Wilson's, not a percentile bootstrap collapsed to 0–0."""
+    url, tokens, _ = department
+    ann = httpx.Client(base_url=url, headers=_as(tokens["ann"]), timeout=30)
+    assert ann.get("/api/worklist/4").json()["predicted"] == "PNEUMONIA"
+    assert ann.post("/api/worklist/4/review", json={"label": "NORMAL"}).status_code == 200
+    against = ann.get("/api/worklist/monitor").json()["against_reviewers"]
+    for figure in ("agreement", "specificity"):
+        shown = against[figure]
+        assert shown["value"] == 0.0 and shown["method"] == "Wilson", (figure, shown)
+        assert shown["ci95"][0] == 0.0 and shown["ci95"][1] > 0.5, (figure, shown)
+    assert against["sensitivity"] == {"value": None, "ci95": None, "method": None}
 
 
 def test_a_foreign_host_and_slow_headers_are_turned_away(db_url):

@@ -133,3 +133,28 @@ def test_a_near_certain_case_never_reads_100_percent(data, tmp_path):
         expect(page.locator("#list tbody")).to_contain_text("> 0.999")
         assert "100.0 %" not in page.inner_text("body") and "1.000" not in page.inner_text("#list")
         browser.close()
+
+
+def test_the_monitor_prints_the_threshold_and_one_reviews_interval_as_people_read_them(
+    data, tmp_path
+):
+    """The stored threshold to 4 decimals, as the case page prints it (not 0.9326129095520689),
+    and one review against the model as 0 % (0–79), not a certain 0 % (0–0)."""
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    picture = sorted((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[0]
+    (row,) = scored(1, tmp_path / "spool", picture)
+    row.probabilities, row.urgency, row.predicted = [0.01, 0.99], 0.99, "PNEUMONIA"
+    row.threshold = {"rule": "sensitivity>=0.95", "positive_class": "PNEUMONIA",
+                     "value": 0.9326129095520689}  # fmt: skip
+    with open_database(url).begin() as session:
+        worklist.record(session, row)
+        token = add_reviewer(session, "Dr Ann")
+    with running_worklist(url) as served, sync_playwright() as p:
+        browser, page = _signed_in(p, served, token, 1280)
+        page.keyboard.press("1")  # NORMAL: the reviewer corrects the model
+        expect(page.locator("[data-queue=reviewed]")).to_have_text("Reviewed (1)")
+        page.locator("#monitor summary").click()
+        against = page.locator("#against")
+        expect(against).to_contain_text("PNEUMONIA at threshold 0.9326: agreement 0 % (0–79)")
+        expect(against).to_contain_text("specificity 0 % (0–79)")
+        browser.close()

@@ -42,7 +42,8 @@ def study(
     config: Config = None,
     bootstrap: Bootstrap = 1000,
 ) -> None:
-    """The whole job: train, evaluate on internal-test patients that tuned nothing, report.html.
+    """The whole job: train, evaluate on internal-test patients that tuned nothing, report.html;
+    extra `key=value` arguments override the config, as for cxr train.
 
     Example: cxr study --config configs/quick.yaml
     """
@@ -71,7 +72,8 @@ def cv_command(
         Path | None, out_folder("New folder for the folds' runs (default RUNS_DIR/NAME-cvK)")
     ] = None,
 ) -> None:
-    """Patient-grouped k-fold cross-validation: how much the figures move between folds.
+    """Patient-grouped k-fold cross-validation: how much the figures move between folds; extra
+    `key=value` arguments override the config, as for cxr train.
 
     Example: cxr cv --config configs/quick.yaml --folds 5
     """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cxr.data.cache import PixelCache
 from cxr.errors import CxrError
-from cxr.models.card import ModelCard
+from cxr.models.card import ModelCard, Views
 from cxr.models.ensemble import ENSEMBLE
 from cxr.models.io import MODEL_FILE, load_model, run_name, save_model
 from cxr.models.registry import create_model
@@ -70,6 +70,7 @@ def build_ensemble(items: list[Path], out: Path, threshold_rule: str | None = No
                     "scale": list(c.calibration.scale),
                     "shift": list(c.calibration.shift),
                 },
+                "views": {"hflip": c.views.hflip, "scales": list(c.views.scales)},
             }
             for c in cards
         ],
@@ -83,6 +84,7 @@ def build_ensemble(items: list[Path], out: Path, threshold_rule: str | None = No
         args=args,
         members=tuple(run_name(f) for f in files),
         strategy="ensemble",
+        views=Views(),  # each member scores its own views inside the ensemble
         recipe={
             "combination": "mean of the members' calibrated log-probabilities",
             "members": [c.recipe for c in cards],

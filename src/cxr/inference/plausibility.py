@@ -51,10 +51,8 @@ def out_of_population(image: XrayImage, population: dict | None) -> list[str]:
     out = []
     age, ages = image.info.age_years, population.get("age_years")
     if age is not None and ages and not ages[0] <= age <= ages[1]:
-        shown = "90 or older" if age >= 90 else f"{age:g}"  # ages over 89 identify (HIPAA)
-        out.append(
-            f"patient age {shown} years, outside the training data's {ages[0]:g}–{ages[1]:g}"
-        )
+        shown = "90 years or older" if age >= 90 else f"{age:g} years"  # over 89 identify (HIPAA)
+        out.append(f"patient age {shown}, outside the training data's {ages[0]:g}–{ages[1]:g}")
     low, high = population.get("coverage", COVERAGE)
     for key, value in image_statistics(image.pixels).items():
         lo_hi = population.get(key)

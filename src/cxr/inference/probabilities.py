@@ -9,10 +9,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cxr.models.views import averaged_logits
+
 
 def probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """softmax(calibrated logits), the calibration being the one in `model.card`."""
-    return model.card.calibration.logits(model(x).float()).softmax(1)
+    return model.card.calibration.logits(logits(model, x)).softmax(1)
+
+
+def logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Uncalibrated logits, averaged over the test-time views `model.card` names, if any."""
+    return averaged_logits(model, model.card.views, x)
 
 
 class Calibrated(nn.Module):
@@ -28,7 +35,7 @@ class Calibrated(nn.Module):
 
 @torch.inference_mode()
 def logits_of(model: nn.Module, images: Dataset, batch_size: int = 64) -> np.ndarray:
-    """Raw logits over a dataset of (tensor, target) pairs, in order."""
+    """Uncalibrated logits (averaged over the card's views) of (tensor, target) pairs, in order."""
     model.eval()
-    out = [model(x).float() for x, _ in DataLoader(images, batch_size=batch_size)]
+    out = [logits(model, x) for x, _ in DataLoader(images, batch_size=batch_size)]
     return torch.cat(out).numpy()

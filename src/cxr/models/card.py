@@ -57,6 +57,37 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Views:
+    """Test-time augmentation: each image is scored as these views and the logits averaged before
+    calibration, so the calibration, the threshold and every command see the averaged model.
+    A scale above 1 zooms into the centre (crop, resized back); `hflip` adds each view mirrored."""
+
+    hflip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self) -> None:
+        scales = self.scales
+        if not isinstance(self.hflip, bool):
+            raise CxrError(f"test-time hflip {self.hflip!r}: true or false")
+        if not scales or any(
+            isinstance(s, bool) or not isinstance(s, int | float) or not 1.0 <= s <= 2.0
+            for s in scales
+        ):
+            raise CxrError(f"test-time scales {list(scales)}: one or more zooms from 1.0 to 2.0")
+        if len(set(scales)) != len(scales):
+            raise CxrError(f"test-time scales {list(scales)}: a scale is named twice")
+
+    @property
+    def count(self) -> int:
+        return len(self.scales) * (2 if self.hflip else 1)
+
+    def describe(self) -> str:
+        zooms = ", ".join(f"{s:g}x" for s in self.scales)
+        mirrored = ", each mirrored" if self.hflip else ""
+        return f"{self.count} views averaged (zoom {zooms}{mirrored})"
+
+
+@dataclass(frozen=True)
 class ModelCard:
     architecture: str
     args: dict[str, Any]
@@ -66,6 +97,7 @@ class ModelCard:
     negative: str | None = None  # binary 'this class against the rest' scheme
     threshold: Threshold | None = None
     calibration: Calibration = field(default_factory=Calibration)
+    views: Views = field(default_factory=Views)  # test-time augmentation (one view: none)
     data: dict[str, Any] = field(default_factory=dict)  # the training run's DataConfig
     data_fingerprint: str | None = None
     strategy: str | None = None
@@ -227,6 +259,10 @@ class ModelCard:
             for key in ("scale", "shift"):
                 calibration[key] = tuple(calibration.get(key, ()))
             raw["calibration"] = Calibration(**calibration)
+            views = dict(raw.get("views") or {})  # absent in files written before views
+            if "scales" in views:
+                views["scales"] = tuple(views["scales"])
+            raw["views"] = Views(**views)
             raw["members"] = tuple(raw.get("members", ()))
             known = {f.name for f in dataclasses.fields(cls)}
             unknown = sorted(set(raw) - known)
@@ -257,6 +293,8 @@ class ModelCard:
         if extra := self.population.get("extra_images"):
             added = ", ".join(f"{n} from {folder}" for folder, n in extra.items())
             rows["extra training images"] = f"{added} (training part only)"
+        if self.views.count > 1:
+            rows["test-time views"] = self.views.describe()
         if self.members:
             rows["ensemble of"] = ", ".join(self.members)
         return rows

@@ -17,21 +17,26 @@ from torch import nn
 from cxr.data.preprocess import Preprocessing
 from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
+from cxr.models.card import Views
 from cxr.models.registry import create_model, register_model
+from cxr.models.views import averaged_logits
 
 ENSEMBLE = "ensemble"
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members: list[nn.Module], calibrations: list[Calibration]) -> None:
+    def __init__(
+        self, members: list[nn.Module], calibrations: list[Calibration], views: list[Views]
+    ) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.calibrations = calibrations
+        self.calibrations, self.views = calibrations, views
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member as it scores alone: its own test-time views, then its calibration."""
         logp = [
-            c.logits(m(x).float()).log_softmax(1)
-            for m, c in zip(self.members, self.calibrations, strict=True)
+            c.logits(averaged_logits(m, v, x)).log_softmax(1)
+            for m, c, v in zip(self.members, self.calibrations, self.views, strict=True)
         ]
         return torch.stack(logp).mean(0)
 
@@ -45,12 +50,15 @@ def ensemble(
     in_chans: int = 1,
     members: list[dict[str, Any]] = (),
 ) -> nn.Module:
-    """`members`: [{"architecture", "args", "calibration": {"method", "scale", "shift"}}, ...]."""
+    """`members`: [{"architecture", "args", "calibration": {"method", "scale", "shift"},
+    "views": {"hflip", "scales"} (absent: none)}, ...]."""
     if not members:
         raise CxrError("an ensemble is made from trained models by `cxr ensemble`, not trained")
-    models, calibrations = [], []
+    models, calibrations, views = [], [], []
     for m in members:
         models.append(create_model(m["architecture"], pretrained=False, **m["args"]))
         c = m["calibration"]
         calibrations.append(Calibration(c["method"], tuple(c["scale"]), tuple(c["shift"])))
-    return Ensemble(models, calibrations)
+        v = m.get("views") or {}
+        views.append(Views(v.get("hflip", False), tuple(v.get("scales", (1.0,)))))
+    return Ensemble(models, calibrations, views)

@@ -1,7 +1,8 @@
 """How the model is doing in the department, from the worklist alone, per day or week: volume and
 not-scored rate, agreement, sensitivity and specificity against the reviewers' labels with 95 %
-bootstrap intervals (resampling patients), and the inputs (intensity, size, age) of the scored
-images against the training range: a shift there makes the scores untrustworthy.
+bootstrap intervals (resampling patients; Wilson's for few reviews), and the inputs (intensity,
+size, age) of the scored images against the training range: a shift there makes the scores
+untrustworthy.
 
 The database returns plain columns and numpy does the grouping and the resampling (one matrix
 product for all draws), so 10 000 rows answer well within a second."""
@@ -14,6 +15,7 @@ import numpy as np
 from sqlalchemy import Float, cast, func, select
 from sqlalchemy.orm import Session
 
+from cxr.metrics.stats import proportion_interval
 from cxr.models.card import Threshold
 from cxr.store.models import Instance, Status
 
@@ -117,7 +119,9 @@ def _against_reviewers(session: Session, by: str) -> dict | None:
 
 def _rates(counts: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
     """Agreement, sensitivity and specificity with percentile intervals over `BOOTSTRAP` draws of
-    whole patients. `counts` columns: TP, positives, TN, negatives, agreed, rows."""
+    whole patients, or Wilson's where those cannot be believed (cxr's one rule for a proportion:
+    few reviews, all or none agreeing). `counts` columns: TP, positives, TN, negatives, agreed,
+    rows."""
     codes = np.unique(groups, return_inverse=True)[1]
     n_patients = int(codes.max()) + 1
     per_patient = np.zeros((n_patients, counts.shape[1]))
@@ -133,11 +137,13 @@ def _rates(counts: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict:
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = sums[:, num] / sums[:, den]
         finite = ratios[np.isfinite(ratios)]
+        bootstrapped = tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) else None
+        k, n = int(total[num]), int(total[den])
+        ci, method = proportion_interval(bootstrapped, k, n, "patient bootstrap")
         out[name] = {
-            "value": float(total[num] / total[den]) if total[den] else None,
-            "ci95": [float(v) for v in np.percentile(finite, [2.5, 97.5])]
-            if total[den] and len(finite)
-            else None,
+            "value": k / n if n else None,
+            "ci95": [float(v) for v in ci] if n and ci else None,
+            "method": method if n else None,
         }
     return out
 

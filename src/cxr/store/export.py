@@ -11,6 +11,7 @@ import pydicom
 from sqlalchemy.orm import Session
 
 from cxr.data.discovery import LABELS_CSV
+from cxr.errors import DatasetError
 from cxr.outputs import must_be_new
 from cxr.spreadsheet import csv_text
 from cxr.store import worklist
@@ -31,6 +32,8 @@ def export_reviews(session: Session, out: Path, actor: str) -> Export:
     """Write a new folder: labels.csv and de-identified copies (images/) of the spooled files."""
     must_be_new(out)  # a dangling link too: mkdir would follow it
     reviewed = worklist.reviewed(session)
+    if not reviewed:  # an empty labels.csv is no dataset: cxr train and cxr evaluate refuse it
+        raise DatasetError("no case reviewed yet in this worklist: nothing to export")
     (out / "images").mkdir(parents=True)
     rows, missing = [], []
     for row in reviewed:

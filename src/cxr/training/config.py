@@ -18,6 +18,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from cxr.errors import CxrError
+from cxr.models.card import Views
 
 # strict: no coercion, and a section only as itself (`_build` makes the sections first)
 strict_dataclass = pydantic_dataclass(config=ConfigDict(extra="forbid", strict=True))
@@ -58,6 +59,11 @@ class ModelConfig:
     strategy: Literal["scratch", "finetune", "linear_probe"] = "scratch"
     args: dict[str, Any] = field(default_factory=dict)
     size: int | None = None  # input side; default: the model's own preprocessing size
+    # test-time augmentation (the card's `views`): every command scores each image as these
+    # zooms into its centre (1.0 = the image as it is), each also mirrored with the flip, and
+    # averages the logits before calibration, which is then chosen on the averaged logits
+    test_time_scales: list[float] = field(default_factory=lambda: [1.0])
+    test_time_hflip: bool = False
 
 
 @strict_dataclass
@@ -234,5 +240,9 @@ def _check_combinations(cfg: TrainConfig) -> None:
         )
     if min(cfg.optim.mixup, cfg.optim.cutmix) < 0:
         raise ConfigError("optim.mixup and optim.cutmix are Beta(a, a) strengths: 0 (off) or more")
+    try:
+        Views(cfg.model.test_time_hflip, tuple(cfg.model.test_time_scales))
+    except CxrError as exc:
+        raise ConfigError(f"model.test_time_scales, model.test_time_hflip: {exc}") from None
     if cfg.optim.freeze_stages < 0:
         raise ConfigError(f"optim.freeze_stages must be 0 or more, not {cfg.optim.freeze_stages}")

@@ -28,6 +28,7 @@ from cxr.data.discovery import Dataset, discover
 from cxr.data.labels import LabelScheme
 from cxr.data.split import INTERNAL_TEST, Protocol
 from cxr.models import create_model, save_model
+from cxr.models.card import Views
 from cxr.models.io import stamped
 from cxr.outputs import publish, set_aside, staged_dir
 from cxr.settings import resolve_data
@@ -121,6 +122,7 @@ def _new_model(cfg: TrainConfig, classes: list[str]) -> nn.Module:
         negative=cfg.data.negative,
         data=dataclasses.asdict(cfg.data),
         strategy=cfg.model.strategy,
+        views=Views(cfg.model.test_time_hflip, tuple(cfg.model.test_time_scales)),
     )
     return model
 
