@@ -1,6 +1,7 @@
 """One image, one spooled file, whatever the transfer syntax it arrives in: native (implicit or
 explicit VR) and lossless compressed (RLE, JPEG 2000 lossless) copies of the same pixels land
-on the same file, so the worklist keeps one row; other pixels under the same UID do not."""
+on the same file, so the worklist keeps one row; other pixels under the same UID do not. The
+spooled file names no one, whatever element a sender puts a name in."""
 
 import copy
 import io
@@ -9,8 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
@@ -63,3 +66,25 @@ def test_other_pixels_under_the_same_uid_are_another_file(data, tmp_path):
     changed.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
     assert _stored(spool, changed) != _stored(spool, native)
     assert np.array_equal(pydicom.dcmread(spool.files()[0]).pixel_array.shape, pixels.shape)
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_names_and_birth_dates_in_private_elements_never_reach_the_spool(data, tmp_path, syntax):
+    """A vendor's private elements may hold a name or a birth date; sent implicit VR, a private
+    name has no PN to be found by (it arrives as UN). An attack found both in spooled files."""
+    native = _native(data)
+    native.PatientName, native.PatientBirthDate = "Secret^Patient", "19230102"
+    item = Dataset()
+    item.add_new(0x00110010, "LO", "VENDOR")
+    item.add_new(0x00111001, "PN", "Secret^Nested")
+    native.ReferencedPatientSequence = [item]
+    native.add_new(0x00110010, "LO", "VENDOR")
+    native.add_new(0x00111001, "PN", "Secret^Private")
+    native.add_new(0x00111002, "DA", "19230102")
+    native.file_meta.TransferSyntaxUID = syntax
+    sent = io.BytesIO()
+    native.save_as(sent, enforce_file_format=True)
+    received = pydicom.dcmread(io.BytesIO(sent.getvalue()))  # as the node decodes it
+    stored = Spool(tmp_path / "spool", keep_routing=False).store(received, received.file_meta)
+    assert b"Secret" not in stored.read_bytes() and b"19230102" not in stored.read_bytes()
+    assert pydicom.dcmread(stored).pixel_array.shape == native.pixel_array.shape

@@ -20,7 +20,7 @@ from cxr.store import worklist
 from cxr.store.database import MIGRATIONS, DatabaseError, open_database, unit_of_work
 from cxr.store.models import Base
 from cxr.store.reviewers import add_reviewer, identify
-from cxr.store.worklist import Queue, Received, ReviewError
+from cxr.store.worklist import Queue, Received, ReviewConflict, ReviewError
 
 
 def _received(sop="1.2.3.4", digest="aaaa", **kw) -> Received:
@@ -106,6 +106,28 @@ def test_an_action_and_its_audit_row_commit_or_roll_back_together(db_url):
     with sessions() as session:
         assert worklist.instance(session, second).reviewed_by == "ann"
         assert [e.action for e in worklist.audit_trail(session)] == ["view", "review"]
+
+
+def test_two_reviewers_at_once_one_label_stands_the_other_is_a_conflict(db_url):
+    """The race of two reviewers submitting the same case together: each read the case
+    unlabelled before the other's label was stored. The one stored second must be refused, not
+    written over the first (the HTTP attack had four of six simultaneous reviewers told 200)."""
+    sessions = open_database(db_url)
+    with unit_of_work(sessions) as session:
+        worklist.record(session, _received())
+        (case,) = (row.id for row in worklist.queue(session, Queue.PENDING))
+    with sessions() as late:
+        seen = worklist.instance(late, case)  # read (and held) before bob's label is stored
+        assert seen.reviewed_by is None
+        with unit_of_work(sessions) as first:
+            worklist.review(first, case, "PNEUMONIA", "", "bob")
+        with pytest.raises(ReviewConflict, match="meanwhile"):
+            worklist.review(late, case, "NORMAL", "", "ann")
+        late.rollback()
+    with sessions() as session:
+        row = worklist.instance(session, case)
+        assert (row.review_label, row.reviewed_by) == ("PNEUMONIA", "bob")
+        assert [e.actor for e in worklist.audit_trail(session) if e.action == "review"] == ["bob"]
 
 
 def test_reviewer_tokens_are_stored_only_as_hashes(db_url):
@@ -197,6 +219,19 @@ def test_the_export_is_relocatable_de_identified_copies(db_url, data, tmp_path):
     assert exported.PatientIdentityRemoved == "YES" and 0x00091001 not in exported
     assert exported.pixel_array.shape == source.pixel_array.shape
     assert ",'=1+1," in (moved / "labels.csv").read_text()  # the UID formula, neutralised
+
+
+def test_an_export_of_nothing_reviewed_is_refused_and_writes_nothing(db_url, tmp_path):
+    """An empty labels.csv is no dataset (cxr train and cxr evaluate refuse it, and name its
+    header): the export says why at once instead."""
+    from cxr.errors import DatasetError
+    from cxr.store.export import export_reviews
+
+    with open_database(db_url)() as session:
+        worklist.record(session, _received())  # pending: received, not reviewed
+        with pytest.raises(DatasetError, match="no case reviewed yet"):
+            export_reviews(session, tmp_path / "out", "cli:test")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_refusals_come_before_the_database_is_touched(tmp_path):

@@ -61,3 +61,47 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(live_server):
                 break
     assert closed is not None and 8 < closed < 16, closed
     assert httpx.get(f"{live_server['url']}/healthz", timeout=10).status_code == 200
+
+
+def _half_an_upload(data, endpoint: str) -> bytes:
+    """The headers of an upload of one X-ray to `endpoint` and the first half of its body."""
+    image = next((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg")).read_bytes()
+    field = "file" if endpoint == "predict" else "files"
+    body = (
+        f'--B\r\nContent-Disposition: form-data; name="{field}"; filename="a.jpeg"\r\n\r\n'.encode()
+        + image
+        + b"\r\n--B--\r\n"
+    )
+    head = (
+        f"POST /api/{endpoint} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body[: len(body) // 2]
+
+
+@pytest.mark.parametrize("endpoint", ["predict", "triage"])
+def test_an_upload_that_stops_mid_body_is_answered_408_and_let_go(live_server, data, endpoint):
+    """Headers complete, then half of an image and silence: without a deadline on the body the
+    server waited for the rest for good (an attack held such connections 200 s and more)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", live_server["port"]), timeout=30) as conn:
+        conn.sendall(_half_an_upload(data, endpoint))
+        answer = b""
+        while chunk := conn.recv(4096):  # until the server closes; a timeout fails the test
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"paused" in answer and 8 < time.monotonic() - start < 20
+    assert httpx.get(f"{live_server['url']}/healthz", timeout=10).status_code == 200
+
+
+def test_a_client_hanging_up_mid_upload_leaves_no_traceback(live_server, data):
+    """Fifty clients that hung up mid-body left fifty 60-line tracebacks (ClientDisconnect) in
+    an attacked server's log: a log anyone could flood."""
+    log = live_server["log"]
+    seen = len(log.read_text())
+    for endpoint in ("predict", "triage"):
+        with socket.create_connection(("127.0.0.1", live_server["port"]), timeout=30) as conn:
+            conn.sendall(_half_an_upload(data, endpoint))
+    time.sleep(2)
+    assert httpx.get(f"{live_server['url']}/healthz", timeout=10).status_code == 200
+    assert "Traceback" not in log.read_text()[seen:], log.read_text()[seen:][-2000:]

@@ -6,7 +6,9 @@ the temporary directory, and only then do the endpoint's checks run. Here pure A
 the token (`cxr.serve.auth`) and the declared Content-Length from the headers alone, and the
 endpoints parse the body as it streams in, with python-multipart's streaming parser, into memory
 in bounded pieces: each file is handed over as soon as it is complete, so a batch is reduced image
-by image.
+by image. A body that stops arriving is answered 408 (`cxr.serve.connections` cuts off slow
+headers; nothing else would let a stalled upload go), one cut off by a client that hung up 400,
+without a traceback in the log.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 GUARDED = "/api/"
+BODY_PAUSE_SECONDS = 10.0  # the longest wait for an upload's next piece, as for its headers
 
 
 class UploadGuard:
@@ -120,7 +125,8 @@ async def uploads(
     parts, total = _Parts(field, max_bytes), 0
     try:
         parser = MultipartParser(boundary, parts.callbacks())
-        async for chunk in request.stream():
+        chunks = request.stream()
+        while (chunk := await _next_piece(chunks)) is not None:
             total += len(chunk)
             if total > max_total:
                 raise HTTPException(413, f"request body over {max_total // 2**20} MB")
@@ -132,6 +138,18 @@ async def uploads(
         raise HTTPException(422, f"malformed multipart body: {exc}") from None
     while parts.done:
         yield parts.done.pop(0)
+
+
+async def _next_piece(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The body's next piece (None after the last); 408 when the client pauses longer than
+    BODY_PAUSE_SECONDS (a client that stops mid-body would otherwise hold its connection for
+    good), 400 when it hangs up mid-body."""
+    with anyio.move_on_after(BODY_PAUSE_SECONDS):
+        try:
+            return await anext(chunks, None)
+        except ClientDisconnect:  # an answer nobody reads, not a traceback in the log
+            raise HTTPException(400, "the client left before the end of its upload") from None
+    raise HTTPException(408, f"the upload paused over {BODY_PAUSE_SECONDS:g} s: send it again")
 
 
 def multipart_schema(field: str, many: bool) -> dict:

@@ -1,9 +1,9 @@
-"""What leaves a patient's identity behind. The spool's copy keeps no names or birth dates
-(`strip_demographics`); an exported instance is de-identified after the attribute list of DICOM
-PS3.15's basic profile for what a chest radiograph carries: person names and the patient module
-emptied, PatientID replaced by the worklist's keyed pseudonym, the identifying study, equipment
-and institution attributes and every private element removed, and the removal recorded in the
-header (PatientIdentityRemoved, DeidentificationMethod)."""
+"""What leaves a patient's identity behind. The spool's copy keeps no names, birth dates or
+private elements (`strip_demographics`); an exported instance is de-identified after the
+attribute list of DICOM PS3.15's basic profile for what a chest radiograph carries: person names
+and the patient module emptied, PatientID replaced by the worklist's keyed pseudonym, the
+identifying study, equipment and institution attributes and every private element removed, and
+the removal recorded in the header (PatientIdentityRemoved, DeidentificationMethod)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ def deidentify(dataset: Dataset, pseudonym: str | None) -> Dataset:
 
 
 def strip_demographics(dataset: Dataset) -> Dataset:
-    """Empty every person name (VR PN, at any depth) and the patient module but PatientID and age;
-    return the emptied top-level elements that had a value (what results must copy back).
-    Emptied rather than deleted: they are type 2 attributes, present but without a value."""
+    """Empty every person name (VR PN, at any depth) and the patient module but PatientID and age,
+    and remove every private element (sent implicit VR, a private name is no PN); return the
+    emptied top-level elements that had a value (what results must copy back). Emptied rather
+    than deleted: they are type 2 attributes, present but without a value."""
     kept = Dataset()
 
     def blank(ds: Dataset, element) -> None:
@@ -54,4 +55,5 @@ def strip_demographics(dataset: Dataset) -> Dataset:
             element.value = [] if element.VR == "SQ" else None
 
     dataset.walk(blank)
+    dataset.remove_private_tags()  # a vendor's may hold a name or birth date under any VR
     return kept

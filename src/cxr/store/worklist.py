@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -146,7 +146,9 @@ def review(
     session: Session, instance_id: int, label: str, note: str, actor: str, overwrite: bool = False
 ) -> Instance:
     """Record a reviewer's label (confirming or correcting the model) and audit it. A case that
-    another reviewer labelled already changes only with `overwrite` (an admin's deliberate act)."""
+    another reviewer labelled already changes only with `overwrite` (an admin's deliberate act).
+    The label is stored only if the case still holds what was read: of two reviewers submitting
+    at once, the second gets a conflict, never a silent overwrite."""
     row = instance(session, instance_id)
     if row.status != Status.SCORED or not row.classes:
         raise ReviewError(f"worklist entry {instance_id}: not scored, nothing to review")
@@ -160,8 +162,17 @@ def review(
             "only an admin replaces another reviewer's label, with force"
         )
     previous, previous_by = row.review_label, row.reviewed_by
-    row.review_label, row.review_note = label, note.strip() or None
-    row.reviewed_by, row.reviewed_at = actor, now()
+    stored = session.execute(
+        update(Instance)
+        .where(Instance.id == instance_id, _holds(Instance.review_label, previous),
+               _holds(Instance.reviewed_by, previous_by))
+        .values(review_label=label, review_note=note.strip() or None, reviewed_by=actor,
+                reviewed_at=now())
+    )  # fmt: skip
+    if stored.rowcount != 1:  # another request labelled it since it was read: no lost update
+        raise ReviewConflict(
+            f"worklist entry {instance_id}: labelled meanwhile by another request; reload it"
+        )
     session.add(
         AuditEvent(
             actor=actor,
@@ -178,6 +189,11 @@ def review(
         )
     )
     return row
+
+
+def _holds(column, value):
+    """`column` still holds `value` (NULL included): the check of a compare-and-set."""
+    return column.is_(None) if value is None else column == value
 
 
 def audit(session: Session, actor: str, action: str, sop: str | None = None, **detail) -> None:
