@@ -13,7 +13,7 @@ from PIL import Image
 
 from cxr.data.reader import read_image
 from cxr.errors import ImageProblem, ImageReadError
-from tests.conftest import as_nobody
+from tests.conftest import as_nobody, patch_dicom
 
 EXPECTED = {
     "frames_abc.dcm": (ImageProblem.CORRUPT, "NumberOfFrames 'abc' is not a number"),
@@ -260,3 +260,52 @@ def test_header_values_never_reach_warnings_or_logs(data, caplog, vr):
     said = " ".join([r.getMessage() for r in caplog.records] + [str(w.message) for w in caught])
     assert image.info.group_key is not None  # the field was read: pseudonymised, not echoed
     assert "kermany-IM-0117" not in said, said
+
+
+@pytest.mark.parametrize(
+    ("fields", "keyword"),
+    [
+        ({"RescaleSlope": "nan", "RescaleIntercept": "0"}, "RescaleSlope"),
+        ({"RescaleSlope": "1", "RescaleIntercept": "-inf"}, "RescaleIntercept"),
+        ({"WindowCenter": "1e308"}, "WindowCenter"),
+        ({"WindowWidth": "inf"}, "WindowWidth"),
+    ],
+)
+def test_numbers_that_are_no_finite_grey_levels_are_refused(tmp_path, data, fields, keyword):
+    """NaN, infinity and 1e308 parse as floats: without their own refusal they overflow the
+    display mapping into a 'nearly constant image' and warnings on the listener's stderr."""
+    window = data / "dicom_samples" / "MR_small_16bit_window.dcm"
+    path = tmp_path / "field.dcm"
+    path.write_bytes(patch_dicom(window, **fields))
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    assert caught.value.problem is ImageProblem.CORRUPT, str(caught.value)
+    assert f"{keyword} " in caught.value.detail and "is not a number" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("age", "years"),
+    [("044Y", 44.0), ("006M", 0.5), ("5", 5.0), ("-5Y", None), ("NANY", None), ("nan", None),
+     ("-INF", None), ("1_0Y", None), ("１２Y", None), ("abc", None)],
+)  # fmt: skip
+def test_patient_age_is_read_only_from_digits(tmp_path, data, age, years):
+    """DICOM's age string is three digits and a unit; Python's float() would also take a sign,
+    NaN, infinity, underscores and non-ASCII digits, and the node would store them."""
+    source = data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm"
+    path = tmp_path / "age.dcm"
+    path.write_bytes(patch_dicom(source, PatientAge=age))
+    assert read_image(path).info.age_years == years
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_a_file_of_several_frames_is_refused_as_multi_frame_dicom_is(tmp_path, data, fmt):
+    """An animated PNG or a multi-page TIFF was scored from its first frame without a word."""
+    film = Image.open(next((data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg")))
+    film = film.convert("L").resize((256, 256))
+    path = tmp_path / f"pages.{fmt.lower()}"
+    film.save(path, format=fmt, save_all=True, append_images=[film.rotate(90)])
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    assert caught.value.problem is ImageProblem.UNSUPPORTED and "2 frames" in caught.value.detail
+    film.save(path, format=fmt)  # the same film alone is read
+    assert read_image(path).pixels.shape == (256, 256)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 import zlib
 from pathlib import Path
@@ -179,6 +180,8 @@ def _check_decimals(ds: pydicom.Dataset, label: str) -> None:
             numbers = [float(v) for v in values if v not in (None, "")]
         except (TypeError, ValueError) as exc:
             raise _not_a_number(label, keyword, value) from exc
+        if not all(math.isfinite(v) and abs(v) < 1e9 for v in numbers):  # NaN, inf, 1e308:
+            raise _not_a_number(label, keyword, value)  # overflow in the display mapping
         if keyword == "WindowWidth" and any(not w >= 1 for w in numbers):
             raise ImageReadError(label, ImageProblem.CORRUPT, f"DICOM WindowWidth {value} < 1")
 
@@ -317,18 +320,19 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
 
 
 AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+# DICOM's AS is nnnY/M/W/D; bare and decimal numbers as some writers store them; ASCII digits only
+AGE = re.compile(r"(?P<number>[0-9]{1,3}(\.[0-9]+)?) ?(?P<unit>[YMWD]?)", re.ASCII)
 
 
 def _age_years(ds: pydicom.Dataset) -> float | None:
     """PatientAge ("081Y", "006M", or a bare number as some writers store it) in years; None
-    when absent or malformed. Only the age is kept, never the birth date."""
+    when absent or malformed (a sign, NaN, "1_0": Python's float() would take them). Only the
+    age is kept, never the birth date."""
     text = str(ds.get("PatientAge", "") or "").strip().upper()
-    unit = AGE_UNITS.get(text[-1:]) if text else None
-    number = text[:-1] if unit else text
-    try:
-        return float(number) * (unit or 1.0) if number else None
-    except ValueError:
+    found = AGE.fullmatch(text)
+    if not found:
         return None
+    return float(found["number"]) * AGE_UNITS.get(found["unit"], 1.0)
 
 
 def _pseudonym(ds: pydicom.Dataset) -> str | None:

@@ -163,6 +163,14 @@ def _decode_raster(data: bytes, label: str) -> tuple[np.ndarray, ImageInfo]:
         raise ImageReadError(label, ImageProblem.UNSUPPORTED, f"{image.format} files are not read")
     _check_size(label, *image.size)  # before decoding: the decompression-bomb guard
     _check_decoded_bytes(label, image)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:  # an animated PNG, a multi-page TIFF: which page is the radiograph?
+        raise ImageReadError(
+            label,
+            ImageProblem.UNSUPPORTED,
+            f"{frames} frames or pages in one {image.format} file; cxr reads single-frame "
+            "radiographs, as for DICOM: save the one you want as its own file",
+        )
     if fmt == "jpeg":
         check_jpeg_stream(data, label)
     mode = image.mode
