@@ -88,3 +88,13 @@ def test_not_a_dataset(tmp_path):
         discover(tmp_path / "missing")
     with pytest.raises(DatasetError, match="unknown label scheme"):
         LabelScheme("bogus")
+
+
+def test_a_labels_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    """An empty export was refused as lacking the header it has."""
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    with pytest.raises(DatasetError, match="lists no images"):
+        discover(tmp_path)
+    (tmp_path / "labels.csv").write_text("name,class\na.png,NORMAL\n")
+    with pytest.raises(DatasetError, match="needs a header with columns 'file' and 'label'"):
+        discover(tmp_path)

@@ -2,8 +2,10 @@
 needs; a batch like it says nothing. Scores drawn to a known shape, on a real card layout."""
 
 import dataclasses
+import re
 
 import numpy as np
+import pytest
 
 from cxr.data.preprocess import Preprocessing
 from cxr.evaluation.drift import ALPHA, label_budget, score_shift, shift_line
@@ -49,3 +51,12 @@ def test_mid_range_scores_on_normal_films_are_called_a_shift_with_a_label_count(
 def test_no_stored_tuning_predictions_no_claim():
     card = dataclasses.replace(_card(), tuning={})
     assert shift_line(card, np.array([[0.5, 0.5], [0.2, 0.8]])) is None
+
+
+def test_medians_near_certain_are_never_printed_as_certain():
+    """Scores piled at the top (a batch of sick films, median 0.99995) were printed '1.000'."""
+    card = _card()
+    p = 1 - np.random.default_rng(2).uniform(1e-6, 1e-4, 200)
+    line = shift_line(card, np.stack([1 - p, p], 1))
+    shown = re.search(r"median P\(PNEUMONIA\) (\S+) here", line)[1]
+    assert shown != "1.000" and float(shown) == pytest.approx(np.median(p), abs=1e-4), shown

@@ -88,3 +88,14 @@ def test_names_and_birth_dates_in_private_elements_never_reach_the_spool(data, t
     stored = Spool(tmp_path / "spool", keep_routing=False).store(received, received.file_meta)
     assert b"Secret" not in stored.read_bytes() and b"19230102" not in stored.read_bytes()
     assert pydicom.dcmread(stored).pixel_array.shape == native.pixel_array.shape
+
+
+@pytest.mark.parametrize(("age", "spooled"), [("095Y", "090Y"), ("090Y", "090Y"), ("044Y", "044Y")])
+def test_ages_from_90_are_spooled_as_90_and_kept_for_the_results_only(data, tmp_path, age, spooled):
+    """The database stores 90 for every older age (they identify); the spooled copy did not."""
+    native = _native(data)
+    native.PatientAge = age
+    stored = _stored(Spool(tmp_path / "spool", keep_routing=True), native)
+    assert pydicom.dcmread(stored).PatientAge == spooled
+    routing = Spool(tmp_path / "spool").routing(stored)
+    assert (age in routing.read_text()) == (age != spooled)  # the PACS's own value, sent back

@@ -107,7 +107,7 @@ def decode(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, ImageI
         patient_position=_text(ds, "PatientPosition"),
         transfer_syntax=syntax.name if syntax is not None else None,
         group_key=_pseudonym(ds),
-        age_years=_age_years(ds),
+        age_years=patient_age_years(ds),
     )
     return pixels, info
 
@@ -324,7 +324,7 @@ AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 AGE = re.compile(r"(?P<number>[0-9]{1,3}(\.[0-9]+)?) ?(?P<unit>[YMWD]?)", re.ASCII)
 
 
-def _age_years(ds: pydicom.Dataset) -> float | None:
+def patient_age_years(ds: pydicom.Dataset) -> float | None:
     """PatientAge ("081Y", "006M", or a bare number as some writers store it) in years; None
     when absent or malformed (a sign, NaN, "1_0": Python's float() would take them). Only the
     age is kept, never the birth date."""

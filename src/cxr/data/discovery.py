@@ -99,9 +99,12 @@ def _from_class_dirs(folder: Path, split: str | None, scheme: LabelScheme) -> li
 
 def _from_csv(root: Path, scheme: LabelScheme) -> list[Record]:
     with (root / LABELS_CSV).open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"file", "label"} <= set(rows[0]):
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    if not {"file", "label"} <= set(reader.fieldnames or ()):
         raise DatasetError(f"{root / LABELS_CSV}: needs a header with columns 'file' and 'label'")
+    if not rows:
+        raise DatasetError(f"{root / LABELS_CSV}: lists no images (a header and no rows)")
     records = []
     for row in rows:  # read_cell: a cxr reviews export writes formula-like text as 'text
         path = root / read_cell(row["file"])

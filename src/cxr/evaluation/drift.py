@@ -10,6 +10,7 @@ from scipy import stats
 
 from cxr.metrics.calibration import calibration_error, fit_platt, fit_temperature, log_probs
 from cxr.models.card import ModelCard
+from cxr.numbers import versus
 
 ALPHA = 0.01  # "beyond chance": a batch this unlike the tuning split at most 1 time in 100
 SIZES = (25, 50, 100, 200, 400, 800)  # labelled images a calibration is fitted on
@@ -79,11 +80,12 @@ def shift_line(card: ModelCard, probs: np.ndarray) -> str | None:
     if found is None or not found["differs"]:
         return None
     what = f"P({card.positive_class})" if card.binary else "P(not normal)"
+    here, there = versus(found["median"], found["median_tuning"])
     line = (
         f"shift: these {found['n']} images' scores differ from the tuning split's "
         f"({found['n_tuning']} images) beyond chance ({found['test']} D = "
         f"{found['statistic']:.3f}, p = {found['p_value']:.2g}; median {what} "
-        f"{found['median']:.3f} here, {found['median_tuning']:.3f} there). Another case mix "
+        f"{here} here, {there} there). Another case mix "
         "alone can do this; another site or scanner too, and then the probabilities may not hold"
     )
     budget = label_budget(card)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydicom import Dataset
 
+from cxr.data.dicom import patient_age_years
+
 REMOVED = (
     "AccessionNumber", "PatientAge", "InstitutionName", "InstitutionAddress",
     "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber", "OtherPatientIDs",
@@ -21,6 +23,7 @@ PATIENT_GROUP = 0x0010
 # PatientID (routing) and PatientAge: the age is what tells an adult film from the paediatric
 # population a model was trained on, so the node warns as `cxr predict` does; no birth date is kept
 KEPT_PATIENT_TAGS = {0x00100020, 0x00101010}
+OLDEST_AGE = 90  # and older: stored as 90
 METHOD = "cxr export: PS3.15 basic profile subset, keyed pseudonym"  # LO: 64 at most
 
 
@@ -56,4 +59,9 @@ def strip_demographics(dataset: Dataset) -> Dataset:
 
     dataset.walk(blank)
     dataset.remove_private_tags()  # a vendor's may hold a name or birth date under any VR
+    age = patient_age_years(dataset)
+    capped = f"{OLDEST_AGE:03d}Y"  # ages over 89 identify (HIPAA): 090Y, as the database
+    if age is not None and age >= OLDEST_AGE and dataset.PatientAge != capped:  # stores them;
+        kept.PatientAge = dataset.PatientAge  # results copy the PACS's own value back
+        dataset.PatientAge = capped
     return kept
