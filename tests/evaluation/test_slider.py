@@ -66,7 +66,8 @@ def test_the_slider_at_the_models_threshold_equals_cxr_evaluate(report):
             if n == 0:  # no calls of that kind at this threshold: no rate, no interval
                 assert value == "n/a" and ci.inner_text() == "no interval: no cases", key
                 continue
-            assert value == f"{100 * rate:.1f} %", key
+            digits = 0 if rate in (0, 1) else 1  # all or none counted: "100 %", not "100.0 %"
+            assert value == f"{100 * rate:.{digits}f}\u00a0%", key
             low, high = wilson_interval(k, n)
             assert float(ci.get_attribute("data-low")) == pytest.approx(low, abs=1e-9), key
             assert float(ci.get_attribute("data-high")) == pytest.approx(high, abs=1e-9), key

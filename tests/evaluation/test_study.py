@@ -247,7 +247,7 @@ def test_report_slider_agrees_with_cxr_evaluate(runs, tmp_path):
                 if missing:
                     assert shown == "n/a", (threshold, key, shown)
                 else:  # the page rounds half up, Python half to even: same number
-                    assert abs(float(shown.removesuffix(" %")) - 100 * m[name]) <= 0.0501, (
+                    assert abs(float(shown.removesuffix("\u00a0%")) - 100 * m[name]) <= 0.0501, (
                         threshold, key, shown, m[name],
                     )  # fmt: skip
         browser.close()

@@ -122,7 +122,7 @@ def test_threshold_slider_agrees_with_the_metrics_kernel(live_server, model_file
                 if np.isnan(value):
                     assert shown[key] == "n/a", (threshold, key, shown[key])
                 else:  # the page rounds half up, Python half to even: the same number
-                    number = float(shown[key].removesuffix(" %"))
+                    number = float(shown[key].removesuffix("\u00a0%"))
                     assert abs(number - 100 * value) <= 0.0501, (threshold, key, shown[key])
         browser.close()
 

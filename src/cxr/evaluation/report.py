@@ -101,6 +101,16 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or np.isnan(x) else f"{100 * x:.1f} %"
 
 
+def _share(k: int, n: int, scores: dict, key: str) -> str:
+    """`k of n` with the rate and its interval as the report prints proportions; a rate of 0 or 1
+    is left to the count ("12 of 12", never a certain 1.0000 or 100.0 %)."""
+    ci = scores["ci95"].get(key)
+    shown = [] if k in (0, n) else [number(k / n)]
+    if ci:
+        shown.append(f"95 % CI {interval(ci)}")
+    return f"{k} of {n}" + (f" ({', '.join(shown)})" if shown else "")
+
+
 def _with_ci(value: float, ci: list | None) -> str:
     return number(value) if ci is None else f"{number(value)} (95 % CI {interval(ci)})"
 
@@ -168,9 +178,11 @@ def _binary_lines(s: Section) -> list[str]:
             f"With so few images ({m['positives']} {pos}, {negatives} {neg}) "
             "these rates are rough: read the width of the intervals, not the point values."
         )
+    ppv = _share(m["tp"], m["tp"] + m["fp"], s.scores, "precision")
+    npv = _share(m["tn"], m["tn"] + m["fn"], s.scores, "npv")
     out.append(
-        f"With {_pct(m['positives'] / m['n'])} {pos} here, a positive call is right "
-        f"{_pct(m['precision'])} of the time (PPV) and a negative one {_pct(m['npv'])} (NPV); "
+        f"With {_pct(m['positives'] / m['n'])} {pos} here, {ppv} positive calls were right "
+        f"(PPV) and {npv} negative ones (NPV); "
         "both move with prevalence, so expect other numbers where the case mix differs."
     )
     out.append(

@@ -5,7 +5,15 @@
 // proportion (cxr.metrics.stats.wilson_interval). The model's threshold is used exactly (the
 // slider's step is "any"), so at it every tile equals `cxr evaluate`'s figure.
 function operatingPointExplorer(root, data) {
-  const percent = (x) => (Number.isFinite(x) ? (100 * x).toFixed(1) + " %" : "n/a");
+  // a number and its "%" never part at a line's end (a no-break space), nor does an interval. An
+  // observed share of all or none is "100 %" or "0 %" (its count beside it), and one that only
+  // rounds to them is "> 99.9 %" or "< 0.1 %": never a "100.0 %" that claims more than it counted.
+  const percent = (x) => {
+    if (!Number.isFinite(x)) return "n/a";
+    if (x === 1 || x === 0) return `${100 * x}\u00a0%`;
+    const shown = (100 * x).toFixed(1);
+    return shown === "100.0" ? ">\u00a099.9\u00a0%" : shown === "0.0" ? "<\u00a00.1\u00a0%" : shown + "\u00a0%";
+  };
   const ratio = (a, b) => (b ? a / b : NaN);
   const Z = 1.959963984540054;
   const wilson = (k, n) => {
@@ -35,6 +43,7 @@ function operatingPointExplorer(root, data) {
       .explorer dt { color:#5b6b7c; font-size:13px; } .explorer dd { margin:2px 0 0; font-size:20px; font-weight:600; }
       .explorer dd small { display:block; font-size:12px; font-weight:400; color:#5b6b7c; }
       .explorer dd small.ci { font-size:12px; }
+      .explorer .range { white-space:nowrap; }
       .explorer p { margin:10px 0 0; }`;
     document.head.appendChild(style);
   }
@@ -45,7 +54,7 @@ function operatingPointExplorer(root, data) {
   root.appendChild(el("p", { className: "muted" },
     `The model's predictions on ${data.images} images (${data.split}), ${data.positives} of them ${pos}. ` +
     `An image is called ${pos} when P(${pos}) ≥ the threshold. The model's own threshold is ` +
-    `${exact(data.threshold)} (the button sets it exactly). Intervals: Wilson 95 %, images counted as independent.`));
+    `${exact(data.threshold)} (the button sets it exactly). Intervals: Wilson 95\u00a0%, images counted as independent.`));
   const controls = el("div", { className: "controls" });
   const slider = el("input", { type: "range", min: 0, max: 1, step: "any", value: data.threshold, className: "threshold" });
   slider.setAttribute("aria-label", "threshold");
@@ -57,7 +66,7 @@ function operatingPointExplorer(root, data) {
   const sliderLabel = el("label", {}, "threshold ");
   sliderLabel.append(slider, shown);
   const prevalenceLabel = el("label", {}, `prevalence of ${pos} where you use it `);
-  prevalenceLabel.append(prevalence, " %");
+  prevalenceLabel.append(prevalence, "\u00a0%");
   controls.append(sliderLabel, reset, prevalenceLabel);
   root.appendChild(controls);
   const values = el("dl", { className: "values" });
@@ -98,8 +107,11 @@ function operatingPointExplorer(root, data) {
     const put = (key, value, detail, ci) => {
       cells[key].textContent = percent(value);
       if (detail) cells[key].appendChild(el("small", {}, detail));
-      const box = el("small", { className: "ci" }, ci ? `95 % CI ${percent(ci[0])} – ${percent(ci[1])}` : "no interval: no cases");
-      if (ci) { box.dataset.low = ci[0]; box.dataset.high = ci[1]; }
+      const box = el("small", { className: "ci" }, ci ? "95\u00a0% CI " : "no interval: no cases");
+      if (ci) {
+        box.dataset.low = ci[0]; box.dataset.high = ci[1];
+        box.appendChild(el("span", { className: "range" }, `${percent(ci[0])} – ${percent(ci[1])}`));
+      }
       cells[key].appendChild(box);
     };
     const sensCi = wilson(c.tp, c.tp + c.fn), specCi = wilson(c.tn, c.tn + c.fp);
@@ -111,8 +123,8 @@ function operatingPointExplorer(root, data) {
     put("specificity", spec, `${c.tn} of ${c.tn + c.fp} ${neg} cleared`, specCi);
     put("ppv", ratio(c.tp, c.tp + c.fp), `${c.tp} of ${c.tp + c.fp} positive calls right`, wilson(c.tp, c.tp + c.fp));
     put("npv", ratio(c.tn, c.tn + c.fn), `${c.tn} of ${c.tn + c.fn} negative calls right`, wilson(c.tn, c.tn + c.fn));
-    put("ppv_at", ppvAt, `at ${(100 * prior).toFixed(1)} % ${pos}, from ${c.fp} false positives of ${c.tn + c.fp} ${neg}`, at(ppvOf));
-    put("npv_at", npvAt, `at ${(100 * prior).toFixed(1)} % ${pos}, from ${c.fn} missed of ${c.tp + c.fn} ${pos}`, at(npvOf));
+    put("ppv_at", ppvAt, `at ${(100 * prior).toFixed(1)}\u00a0% ${pos}, from ${c.fp} false positives of ${c.tn + c.fp} ${neg}`, at(ppvOf));
+    put("npv_at", npvAt, `at ${(100 * prior).toFixed(1)}\u00a0% ${pos}, from ${c.fn} missed of ${c.tp + c.fn} ${pos}`, at(npvOf));
     words.textContent = `At threshold ${exact(t)}, ${c.fn} of the ${c.tp + c.fn} ${pos} images ` +
       `would be missed and ${c.fp} of the ${c.tn + c.fp} ${neg} images flagged.`;
   }
