@@ -6,10 +6,12 @@ import resource
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from cxr.data.reader import read_image
 from cxr.errors import ImageProblem, ImageReadError
@@ -309,3 +311,19 @@ def test_a_file_of_several_frames_is_refused_as_multi_frame_dicom_is(tmp_path, d
     assert caught.value.problem is ImageProblem.UNSUPPORTED and "2 frames" in caught.value.detail
     film.save(path, format=fmt)  # the same film alone is read
     assert read_image(path).pixels.shape == (256, 256)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_an_empty_pixel_data_element_is_named_as_such(tmp_path, data, syntax):
+    """Zero bytes of pixels were refused as "object of type 'NoneType' has no len()"."""
+    ds = pydicom.dcmread(data / "dicom_cxr" / "kermany_wrapped" / "normal_IM-0117-0001.dcm")
+    ds.decompress()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = b""
+    path = tmp_path / "empty_pixels.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    assert caught.value.problem is ImageProblem.CORRUPT, str(caught.value)
+    assert caught.value.detail == "DICOM PixelData element is empty"
+    assert path.name in str(caught.value)

@@ -136,6 +136,8 @@ def _parse(data: bytes, label: str) -> pydicom.Dataset:
         ) from exc
     if "PixelData" not in ds:
         raise ImageReadError(label, ImageProblem.NOT_AN_IMAGE, "DICOM file holds no pixel data")
+    if not ds.PixelData:  # present, zero bytes long: pydicom reads it as None
+        raise ImageReadError(label, ImageProblem.CORRUPT, "DICOM PixelData element is empty")
     return ds
 
 
