@@ -69,9 +69,12 @@ def test_other_pixels_under_the_same_uid_are_another_file(data, tmp_path):
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
-def test_names_and_birth_dates_in_private_elements_never_reach_the_spool(data, tmp_path, syntax):
-    """A vendor's private elements may hold a name or a birth date; sent implicit VR, a private
-    name has no PN to be found by (it arrives as UN). An attack found both in spooled files."""
+def test_names_and_birth_dates_in_private_elements_or_comments_never_reach_the_spool(
+    data, tmp_path, syntax
+):
+    """A vendor's private elements or a free-text comment may hold a name or a birth date; sent
+    implicit VR, a private name has no PN to be found by (it arrives as UN). An attack found all
+    three in spooled files."""
     native = _native(data)
     native.PatientName, native.PatientBirthDate = "Secret^Patient", "19230102"
     item = Dataset()
@@ -81,6 +84,8 @@ def test_names_and_birth_dates_in_private_elements_never_reach_the_spool(data, t
     native.add_new(0x00110010, "LO", "VENDOR")
     native.add_new(0x00111001, "PN", "Secret^Private")
     native.add_new(0x00111002, "DA", "19230102")
+    native.ImageComments = "Secret Patient, born 1923, portable film"  # free text: anything
+    native.StudyComments = "Secret"
     native.file_meta.TransferSyntaxUID = syntax
     sent = io.BytesIO()
     native.save_as(sent, enforce_file_format=True)

@@ -23,6 +23,13 @@ PATIENT_GROUP = 0x0010
 # PatientID (routing) and PatientAge: the age is what tells an adult film from the paediatric
 # population a model was trained on, so the node warns as `cxr predict` does; no birth date is kept
 KEPT_PATIENT_TAGS = {0x00100020, 0x00101010}
+# free text a technologist or a modality may fill with anything, a name included (PS3.15 basic
+# profile: X); no result needs it back
+FREE_TEXT = {
+    "ImageComments", "StudyComments", "FrameComments", "DerivationDescription", "TextComments",
+    "RequestedProcedureComments", "ImagingServiceRequestComments",
+    "PerformedProcedureStepDescription", "ReasonForTheRequestedProcedure",
+}  # fmt: skip
 OLDEST_AGE = 90  # and older: stored as 90
 METHOD = "cxr export: PS3.15 basic profile subset, keyed pseudonym"  # LO: 64 at most
 
@@ -42,14 +49,16 @@ def deidentify(dataset: Dataset, pseudonym: str | None) -> Dataset:
 
 
 def strip_demographics(dataset: Dataset) -> Dataset:
-    """Empty every person name (VR PN, at any depth) and the patient module but PatientID and age,
-    and remove every private element (sent implicit VR, a private name is no PN); return the
-    emptied top-level elements that had a value (what results must copy back). Emptied rather
-    than deleted: they are type 2 attributes, present but without a value."""
+    """Empty every person name (VR PN, at any depth), free-text comment, and the patient module
+    but PatientID and age, and remove every private element (sent implicit VR, a private name is
+    no PN); return the emptied top-level elements that had a value (what results must copy
+    back). Emptied rather than deleted: they are type 2 attributes, present but without a value."""
     kept = Dataset()
 
     def blank(ds: Dataset, element) -> None:
-        if element.VR == "PN" or (
+        if element.keyword in FREE_TEXT:
+            element.value = None
+        elif element.VR == "PN" or (
             element.tag.group == PATIENT_GROUP
             and (ds is not dataset or int(element.tag) not in KEPT_PATIENT_TAGS)
         ):  # kept at the top level only, where an export's REMOVED list finds them
