@@ -308,10 +308,14 @@ def serve_command(
 
     Example: cxr serve runs/quick/model.pt   (then open http://127.0.0.1:8000)
     """
+    from cxr.serve.auth import TOKEN_ENV, api_token, describe
+
+    token = api_token(no_auth)  # a token mistake is told before torch loads (seconds)
+    if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
+        raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
     import uvicorn
 
     from cxr.serve.app import ServeConfig, create_app
-    from cxr.serve.auth import TOKEN_ENV, api_token, describe
 
     cfg = ServeConfig(
         model,
@@ -321,9 +325,6 @@ def serve_command(
         no_auth=no_auth,
         pseudonymize_names=pseudonymize_names,
     )
-    token = api_token(no_auth)
-    if token is None and not no_auth and host not in {"127.0.0.1", "localhost", "::1"}:
-        raise CxrError(f"serving on {host} without {TOKEN_ENV}: set a token, or pass --no-auth")
     from cxr.serve.connections import allowed_hosts, describe_hosts, hardened
 
     app_, limits = hardened(create_app(cfg), host, allowed_host)
