@@ -135,9 +135,13 @@ def test_calibrate_writes_a_new_file_with_the_same_decisions(runs, data, tmp_pat
         "--method", "temperature", "--out", tmp_path / "c.pt",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "expected calibration error" in result.stdout
-    verdict = result.stdout.splitlines()[1]  # measured on the site's images, not the tuning split
-    assert "tuning" not in verdict and "predictions.csv" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())  # two ECE figures, each saying which it is
+    assert "expected calibration error on the images it was fitted on" in said
+    assert "(in-sample, so optimistic; held out, next line)" in said
+    # the held-out figure is measured on the site's images, not the tuning split
+    verdict = said.split("next line) ")[1].split(" wrote ")[0]
+    assert "lowered the held-out ECE on the labelled images of" in verdict
+    assert "predictions.csv (patients held out in turn)" in verdict and "tuning" not in verdict
     assert "labels a site needs: " in result.stdout
     folder = data / "dicom_cxr" / "kermany_wrapped"
     before = evaluate(model, folder, out=tmp_path / "b1", bootstrap=10).predictions

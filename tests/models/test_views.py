@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from cxr.data.views import Views
 from cxr.errors import CxrError
 from cxr.inference.export import export_onnx
 from cxr.inference.predictor import load_predictor
 from cxr.models import create_model, load_model, save_model
-from cxr.models.card import ModelCard, Views
+from cxr.models.card import ModelCard
 from cxr.models.ensemble import ENSEMBLE
 from cxr.training.config import ConfigError, load_config
 from tests.conftest import save_tiny_model

@@ -172,8 +172,9 @@ def calibrate_command(
 
     result = calibrate_file(model, predictions, out, method.value)
     say(
-        f"{result.calibration.method}: expected calibration error "
-        f"{result.ece_before:.4f} -> {result.ece_after:.4f}\n{result.calibration.verdict}\n"
+        f"{result.calibration.method}: expected calibration error on the images it was fitted "
+        f"on {result.ece_before:.4f} -> {result.ece_after:.4f} (in-sample, so optimistic; "
+        f"held out, next line)\n{result.calibration.verdict}\n"
         f"wrote {result.out}"
     )
     from cxr.evaluation.drift import label_budget

@@ -8,8 +8,9 @@ import dataclasses
 from pathlib import Path
 
 from cxr.data.cache import PixelCache
+from cxr.data.views import Views
 from cxr.errors import CxrError
-from cxr.models.card import ModelCard, Views
+from cxr.models.card import ModelCard
 from cxr.models.ensemble import ENSEMBLE
 from cxr.models.io import MODEL_FILE, load_model, run_name, save_model
 from cxr.models.registry import create_model

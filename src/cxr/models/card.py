@@ -16,6 +16,7 @@ import numpy as np
 
 from cxr.data.labels import SCHEMES, LabelScheme
 from cxr.data.preprocess import Preprocessing
+from cxr.data.views import Views
 from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
 
@@ -54,37 +55,6 @@ class Threshold:
             raise CxrError(f"threshold {value!r}: not a number")
         if not 0.0 <= value <= 1.0:  # NaN fails too: `p >= nan` would call every image negative
             raise CxrError(f"threshold {value!r}: must be a probability from 0 to 1")
-
-
-@dataclass(frozen=True)
-class Views:
-    """Test-time augmentation: each image is scored as these views and the logits averaged before
-    calibration, so the calibration, the threshold and every command see the averaged model.
-    A scale above 1 zooms into the centre (crop, resized back); `hflip` adds each view mirrored."""
-
-    hflip: bool = False
-    scales: tuple[float, ...] = (1.0,)
-
-    def __post_init__(self) -> None:
-        scales = self.scales
-        if not isinstance(self.hflip, bool):
-            raise CxrError(f"test-time hflip {self.hflip!r}: true or false")
-        if not scales or any(
-            isinstance(s, bool) or not isinstance(s, int | float) or not 1.0 <= s <= 2.0
-            for s in scales
-        ):
-            raise CxrError(f"test-time scales {list(scales)}: one or more zooms from 1.0 to 2.0")
-        if len(set(scales)) != len(scales):
-            raise CxrError(f"test-time scales {list(scales)}: a scale is named twice")
-
-    @property
-    def count(self) -> int:
-        return len(self.scales) * (2 if self.hflip else 1)
-
-    def describe(self) -> str:
-        zooms = ", ".join(f"{s:g}x" for s in self.scales)
-        mirrored = ", each mirrored" if self.hflip else ""
-        return f"{self.count} views averaged (zoom {zooms}{mirrored})"
 
 
 @dataclass(frozen=True)

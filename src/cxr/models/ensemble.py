@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from cxr.data.preprocess import Preprocessing
+from cxr.data.views import Views
 from cxr.errors import CxrError
 from cxr.metrics.calibration import Calibration
-from cxr.models.card import Views
 from cxr.models.registry import create_model, register_model
 from cxr.models.views import averaged_logits
 

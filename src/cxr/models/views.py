@@ -1,5 +1,5 @@
 """Test-time augmentation as plain tensor operations (so an ONNX export holds it too): a model's
-logits averaged over the views its card names (`cxr.models.card.Views`)."""
+logits averaged over the views its card names (`cxr.data.views.Views`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch.nn import functional as F
 
-from cxr.models.card import Views
+from cxr.data.views import Views
 
 
 def averaged_logits(

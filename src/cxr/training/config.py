@@ -17,8 +17,8 @@ import yaml
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from cxr.data.views import Views
 from cxr.errors import CxrError
-from cxr.models.card import Views
 
 # strict: no coercion, and a section only as itself (`_build` makes the sections first)
 strict_dataclass = pydantic_dataclass(config=ConfigDict(extra="forbid", strict=True))

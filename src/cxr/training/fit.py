@@ -27,8 +27,8 @@ from cxr.data.content_keys import card_keys
 from cxr.data.discovery import Dataset, discover
 from cxr.data.labels import LabelScheme
 from cxr.data.split import INTERNAL_TEST, Protocol
+from cxr.data.views import Views
 from cxr.models import create_model, save_model
-from cxr.models.card import Views
 from cxr.models.io import stamped
 from cxr.outputs import publish, set_aside, staged_dir
 from cxr.settings import resolve_data
