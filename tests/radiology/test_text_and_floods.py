@@ -4,6 +4,7 @@ than its column is one clear error on both databases, a flood of bad tokens cann
 append-only audit table without bound, and a pseudonym key file cut short is refused."""
 
 import os
+import time
 
 import pytest
 from fastapi import FastAPI
@@ -48,12 +49,14 @@ def test_a_flood_of_bad_tokens_is_audited_within_a_budget(tmp_path):
     app = FastAPI()
     app.include_router(worklist_router(sessions))
     client = TestClient(app)
+    start = time.monotonic()
     for _ in range(200):
         got = client.get("/api/worklist", headers={"Authorization": "Bearer " + "A" * 2000})
         assert got.status_code == 401
-    with sessions() as session:
+    minutes = int(time.monotonic() // 60) - int(start // 60) + 1  # 30 a clock minute: a flood
+    with sessions() as session:  # across a minute's turn (or a busy host) gets 30 more
         rows = session.scalar(select(func.count()).select_from(AuditEvent))
-    assert 1 <= rows <= 30  # not 200: the rest are counted, not written one by one
+    assert 1 <= rows <= 30 * minutes < 200  # not 200: the rest are counted, not written one by one
 
 
 def test_a_pseudonym_key_file_cut_short_is_refused(tmp_path, monkeypatch):
