@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from cxr.data.reader import read_image
@@ -176,6 +177,8 @@ def learning_curves_figure(history: Path) -> Figure:
     best = int(np.nanargmax(series("val_auroc")))
     axes[2].plot(epochs[best], series("val_auroc")[best], "*", markersize=14, color="C3")
     axes[2].set(xlabel="epoch", title="tuning-split AUROC (star: kept)")
+    for ax in axes:  # epochs are whole: no "1.2" tick between epoch 1 and 2
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
