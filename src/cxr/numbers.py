@@ -48,3 +48,9 @@ def versus(p: float, threshold: float) -> tuple[str, str]:
     if float(shown) in (0.0, 1.0) and p not in (0.0, 1.0):  # beyond 8 decimals
         shown = f"> {1 - 10**-digits:.{digits}f}" if p > 0.5 else f"< {10**-digits:.{digits}f}"
     return shown, f"{threshold:.{digits}f}"
+
+
+def share(value: float) -> str:
+    """A measured share (sensitivity, a confusion matrix's row share) to 3 decimals, or as many
+    more as keep one that is not all or none off 1 and 0: 200 of 201 is 0.995, never 1.00."""
+    return versus(value, value)[0]

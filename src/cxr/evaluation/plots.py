@@ -15,6 +15,7 @@ from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.evaluation.predictions import Predictions
 from cxr.metrics.classification import reliability_bins
+from cxr.numbers import percent, share
 
 
 def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
@@ -52,7 +53,7 @@ def roc_figure(models: list[Predictions]) -> Figure:
                 fpr_at = decided[truth == 0].mean()
                 ax.plot(fpr_at, sens, "o", color=line.get_color(), markersize=8)
                 ax.annotate(
-                    f"threshold {value:.3g}\nsens {sens:.2f}, spec {1 - fpr_at:.2f}",
+                    f"threshold {value:.3g}\nsens {share(sens)}, spec {share(1 - fpr_at)}",
                     (fpr_at, sens),
                     xytext=(14, -30 - 28 * k),
                     textcoords="offset points",
@@ -115,13 +116,13 @@ def confusion_figure(p: Predictions) -> Figure:
     counts = np.array([[int(((y == t) & (d == q)).sum()) for q in range(k)] for t in range(k)])
     rates = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
     fig = Figure(figsize=(4.2 * 2 + 0.6 * k, 3.2 + 0.4 * k))
-    panels = ((counts, "counts", "d"), (rates, "share of each true class", ".2f"))
-    for ax, (values, title, fmt) in zip(fig.subplots(1, 2), panels, strict=True):
+    panels = ((counts, "counts", str), (rates, "share of each true class", share))
+    for ax, (values, title, shown) in zip(fig.subplots(1, 2), panels, strict=True):
         ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
         for t in range(k):
             for q in range(k):
                 colour = "white" if rates[t, q] > 0.6 else "black"
-                ax.text(q, t, format(values[t, q], fmt), ha="center", va="center", color=colour)
+                ax.text(q, t, shown(values[t, q]), ha="center", va="center", color=colour)
         ax.set_xticks(range(k), p.classes, rotation=30, ha="right")
         ax.set_yticks(range(k), p.classes)
         ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix: {title}")
@@ -211,7 +212,7 @@ def errors_figure(p: Predictions, count: int = 8, columns: int = 4) -> Figure:
             ax.text(0.5, 0.5, "unreadable", ha="center")
         ax.set_title(
             f"{_short(Path(p.paths[i]).name)}\ntrue {p.labels[i]}\n"
-            f"called {p.classes[d[i]]}\n(P({p.classes[d[i]]}) {p.probs[i, d[i]]:.2f})",
+            f"called {p.classes[d[i]]}\n(P({p.classes[d[i]]}) {percent(p.probs[i, d[i]])})",
             fontsize=10,
         )
     return fig
