@@ -19,6 +19,18 @@ class SendError(CxrError, OSError):
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait on the PACS. pynetdicom waits on a TCP connect for as long as the OS does
+    (about 2 minutes for a host that drops packets) and 30-60 s for each answer; the node scores
+    in the same thread, so a silent PACS must cost seconds, not minutes, before the results wait
+    in the spool for the next retry."""
+
+    connect: float = 10.0  # TCP connection
+    association: float = 15.0  # A-ASSOCIATE-AC / A-RELEASE-RP after the request
+    store: float = 30.0  # each C-STORE response (a large Secondary Capture on a slow link)
+
+
+@dataclass(frozen=True)
 class Destination:
     ae_title: str
     host: str
@@ -36,9 +48,17 @@ class Destination:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-def send(datasets: list[Dataset], destination: Destination, calling_ae: str) -> None:
+def send(
+    datasets: list[Dataset],
+    destination: Destination,
+    calling_ae: str,
+    timeouts: Timeouts = Timeouts(),
+) -> None:
     """Store every dataset in one association; raise SendError unless each one succeeded."""
     ae = AE(ae_title=calling_ae)
+    ae.connection_timeout = timeouts.connect
+    ae.acse_timeout = timeouts.association
+    ae.dimse_timeout = ae.network_timeout = timeouts.store
     for context in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
         ae.add_requested_context(context)
     try:  # a host name that does not resolve is an outage like any other: kept, retried
@@ -46,11 +66,19 @@ def send(datasets: list[Dataset], destination: Destination, calling_ae: str) -> 
     except OSError as exc:
         raise SendError(f"{destination}: unreachable ({exc.strerror or exc})") from None
     if not assoc.is_established:
-        raise SendError(f"{destination}: association refused or unreachable")
+        raise SendError(
+            f"{destination}: association refused, unreachable, or no answer within "
+            f"{timeouts.connect:g} s (connect) + {timeouts.association:g} s (association)"
+        )
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
             code = getattr(status, "Status", None)
+            if code is None:  # pynetdicom's empty answer: no response in time, or aborted
+                raise SendError(
+                    f"{destination}: no answer to the C-STORE of {ds.SOPInstanceUID} "
+                    f"within {timeouts.store:g} s, or the association was aborted"
+                )
             if code != 0x0000:
                 raise SendError(
                     f"{destination}: C-STORE of {ds.SOPInstanceUID} failed (status {code})"
