@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from cxr.data.preprocess import Preprocessing
-from cxr.evaluation.plots import confusion_figure, learning_curves_figure, roc_figure
+from cxr.evaluation.plots import (
+    confusion_figure,
+    learning_curves_figure,
+    roc_figure,
+    threshold_figure,
+)
 from cxr.evaluation.predictions import Predictions
 from cxr.models.card import ModelCard, Threshold
 from cxr.numbers import share
@@ -24,14 +29,14 @@ def test_learning_curves_mark_whole_epochs_only(tmp_path, epochs):
         assert shown and all(t == int(t) for t in shown), shown
 
 
-def _predictions(n_normal=201, false_alarms=1, n_pneumonia=582, missed=35):
+def _predictions(n_normal=201, false_alarms=1, n_pneumonia=582, missed=35, threshold=0.5):
     """A binary model's calls at threshold 0.5: the demo's internal-test counts."""
     card = ModelCard(
         architecture="cxr_cnn",
         args={},
         classes=("NORMAL", "PNEUMONIA"),
         preprocessing=Preprocessing(size=64),
-        threshold=Threshold(0.5, "youden", "PNEUMONIA"),
+        threshold=Threshold(threshold, "youden", "PNEUMONIA"),
     )
     p = np.r_[
         np.full(n_normal - false_alarms, 0.1), np.full(false_alarms, 0.9),
@@ -57,3 +62,12 @@ def test_shares_that_are_not_all_or_none_never_read_1_or_0():
     roc = " ".join(_texts(roc_figure([p])))
     assert "spec 0.995" in roc and "sens 0.940" in roc and "1.00" not in roc
     assert share(0.99996) == "0.99996" and share(1.0) == "1.000" and share(0.0) == "0.000"
+
+
+def test_the_chosen_threshold_is_named_in_the_legend_not_over_the_curves():
+    """A label beside the line ran over the sensitivity curve and out of the axes near 1."""
+    fig = threshold_figure(_predictions(threshold=0.9326))
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    assert len(ax.texts) == 0
+    assert "chosen threshold 0.9326" in [t.get_text() for t in ax.get_legend().get_texts()]
