@@ -6,6 +6,13 @@ losses and balanced samplers shift the prior, so binary models also get Platt sc
 intercept on the logit difference) and multi-class models vector scaling (a slope and an intercept
 per class). Every method is an affine map z * scale + shift, so one card field and one ONNX node
 carry any of them.
+
+Each map is fitted by maximum likelihood under a weak Gaussian prior (sd 1) on its slopes around 1
+and its intercepts around 0, worth one image's log-loss per parameter at most: on a small tuning
+split that a model separates almost perfectly, plain maximum likelihood has no finite optimum.
+Unpenalised vector scaling of a 3-class COVID model on 108 tuning images stopped at slopes of 311,
+39 and 382, and its internal test's log-loss was 15.9 against 0.34 uncalibrated (macro AUROC
+0.965 against 0.988); with the prior, 0.17 and 0.993 (docs/benchmarks.md, "Issue 28").
 """
 
 from __future__ import annotations
@@ -84,11 +91,21 @@ def _nll(z: np.ndarray, targets: np.ndarray) -> float:
     return float(-log_softmax(z, axis=1)[np.arange(len(targets)), targets].mean())
 
 
+def _prior(slopes: np.ndarray, intercepts: np.ndarray, n: int) -> float:
+    """The prior's share of the mean log-loss: slopes ~ N(1, 1), intercepts ~ N(0, 1)."""
+    return float(np.sum((np.asarray(slopes) - 1) ** 2) + np.sum(np.asarray(intercepts) ** 2)) / (
+        2 * n
+    )
+
+
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> Calibration:
-    """The T minimising the negative log-likelihood; scale = 1/T, shift 0."""
+    """The T minimising the penalised negative log-likelihood; scale = 1/T, shift 0."""
     logits, targets = _check(logits, targets)
+    n = len(targets)
     best = minimize_scalar(
-        lambda log_t: _nll(logits / np.exp(log_t), targets), bounds=(-4.0, 4.0), method="bounded"
+        lambda log_t: _nll(logits / np.exp(log_t), targets) + _prior(np.exp(-log_t), 0.0, n),
+        bounds=(-4.0, 4.0),
+        method="bounded",
     )
     k = logits.shape[1]
     return Calibration("temperature", (float(np.exp(-best.x)),) * k, (0.0,) * k)
@@ -104,7 +121,7 @@ def fit_platt(logits: np.ndarray, targets: np.ndarray) -> Calibration:
 
     def nll(params: np.ndarray) -> float:
         s = params[0] * d + params[1]
-        return float(np.mean(np.logaddexp(0, s) - y * s))
+        return float(np.mean(np.logaddexp(0, s) - y * s)) + _prior(params[0], params[1], len(y))
 
     a, c = minimize(nll, np.array([1.0, 0.0]), method="L-BFGS-B").x
     return Calibration("platt", (float(a), float(a)), (0.0, float(c)))
@@ -116,7 +133,8 @@ def fit_vector(logits: np.ndarray, targets: np.ndarray) -> Calibration:
     k = logits.shape[1]
 
     def nll(params: np.ndarray) -> float:
-        return _nll(logits * params[:k] + params[k:], targets)
+        z = logits * params[:k] + params[k:]
+        return _nll(z, targets) + _prior(params[:k], params[k:], len(targets))
 
     params = minimize(nll, np.r_[np.ones(k), np.zeros(k)], method="L-BFGS-B").x
     return Calibration("vector", tuple(map(float, params[:k])), tuple(map(float, params[k:])))
