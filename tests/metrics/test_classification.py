@@ -63,3 +63,5 @@ def test_multiclass_metrics_by_hand():
     assert m["per_class"]["b"]["auroc"] == 1.0
     # class a: .8 .4 against .1 .2 .1 .1 -> all won; class c: .7 .6 against .1 .1 .2 .2 -> all
     assert m["macro_auroc"] == 1.0
+    # the arg-max's confidence: .8 .7 .6 .7 .6 right, .5 wrong -> (.2 + .3 + .4 + .3 + .4 + .5) / 6
+    assert m["ece"] == pytest.approx(0.35)

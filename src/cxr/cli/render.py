@@ -24,7 +24,7 @@ def print_scores(p, scores: dict) -> None:
         exact = " (Wilson)" if scores.get("ci_method", {}).get(key) == "Wilson" else ""
         table.add_row(key, number(m[key]), interval(ci.get(key)) + exact)
     for name, value in (m.get("pairwise_auroc") or {}).items():
-        table.add_row(escape(f"AUROC {name}"), number(value), "")
+        table.add_row(escape(f"AUROC {name}"), number(value), interval(ci.get(f"auroc {name}")))
     console.print(table)
     print_operating_points(scores.get("operating_points"))
 

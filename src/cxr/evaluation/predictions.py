@@ -157,17 +157,17 @@ def load_predictions(folder: Path) -> Predictions:
     )
 
 
-def pairwise_auroc(p: Predictions) -> dict[str, float]:
+def pairwise_auroc(targets: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
     """For each pair of classes, AUROC among the images of those two classes only, on the
     relative score p_j / (p_i + p_j): e.g. bacterial against viral pneumonia."""
     out = {}
-    y = p.targets
-    for i in range(len(p.classes)):
-        for j in range(i + 1, len(p.classes)):
+    y = np.asarray(targets)
+    for i in range(len(classes)):
+        for j in range(i + 1, len(classes)):
             keep = (y == i) | (y == j)
-            score = p.probs[keep, j] / np.clip(p.probs[keep, i] + p.probs[keep, j], 1e-12, None)
+            score = probs[keep, j] / np.clip(probs[keep, i] + probs[keep, j], 1e-12, None)
             pair = np.stack([1 - score, score], axis=1)
-            out[f"{p.classes[i]} vs {p.classes[j]}"] = one_vs_rest_auroc(
+            out[f"{classes[i]} vs {classes[j]}"] = one_vs_rest_auroc(
                 (y[keep] == j).astype(int), pair, 1
             )
     return out
@@ -181,6 +181,7 @@ def _point(p: Predictions, rows: np.ndarray) -> dict[str, float]:
     numbers = multiclass_metrics(y, probs, p.classes)
     out = {k: v for k, v in numbers.items() if isinstance(v, float)}
     out |= {f"auroc_{c}": v["auroc"] for c, v in numbers["per_class"].items()}
+    out |= {f"auroc {pair}": v for pair, v in pairwise_auroc(y, probs, p.classes).items()}
     return out
 
 
@@ -197,7 +198,7 @@ def score(p: Predictions, bootstrap: int = 1000, seed: int = 0, progress: Stages
         ]
     else:
         point = multiclass_metrics(p.targets, p.probs, p.classes)
-        point["pairwise_auroc"] = pairwise_auroc(p)
+        point["pairwise_auroc"] = pairwise_auroc(p.targets, p.probs, p.classes)
         view = p.binary_view()
         if view is not None:
             point["abnormal_vs_normal"] = binary_metrics(*view, p.card.threshold_value)

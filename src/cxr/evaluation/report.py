@@ -210,8 +210,9 @@ def _multiclass_lines(s: Section) -> list[str]:
     if pairs:
         worst = min(pairs, key=lambda k: pairs[k])
         out.append(
-            f"The hardest pair to tell apart is {worst} (AUROC {number(pairs[worst])} among "
-            "those two classes only)."
+            f"The hardest pair to tell apart is {worst} (AUROC "
+            f"{_with_ci(pairs[worst], s.scores['ci95'].get('auroc ' + worst))} among those two "
+            "classes only)."
         )
     view = m.get("abnormal_vs_normal")
     if view:

@@ -89,7 +89,8 @@ def binary_metrics(truth: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
 
 def multiclass_metrics(targets: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
     """Per-class one-vs-rest AUROC and PR-AUC, their macro and prevalence-weighted means,
-    accuracy of the arg-max and its confusion matrix (rows: truth, columns: prediction)."""
+    accuracy of the arg-max and its confusion matrix (rows: truth, columns: prediction), and
+    the ECE of the arg-max's confidence (what calibration is chosen on: cxr.metrics.calibration)."""
     targets = np.asarray(targets)
     predicted = probs.argmax(1)
     per_class = {}
@@ -108,6 +109,7 @@ def multiclass_metrics(targets: np.ndarray, probs: np.ndarray, classes: list[str
         "n": len(targets),
         "accuracy": float((predicted == targets).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(targets, predicted)),
+        "ece": expected_calibration_error(predicted == targets, probs.max(1)),
         "per_class": per_class,
         "confusion_matrix": confusion_matrix(
             targets, predicted, labels=range(len(classes))
