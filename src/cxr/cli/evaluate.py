@@ -233,7 +233,7 @@ def compare_command(
     """Models side by side on the same images (matched by content, whatever their paths), with
     DeLong (AUROC) and McNemar (accuracy) tests.
 
-    Example: cxr compare runs/quick runs/kermany_effnet_lite0
+    Example: cxr compare runs/quick runs/kermany_effnet_lite1
     """
     from cxr.evaluation.compare import load_and_compare, write
 
