@@ -66,8 +66,9 @@ def test_shares_that_are_not_all_or_none_never_read_1_or_0():
 
 def test_the_chosen_threshold_is_named_in_the_legend_not_over_the_curves():
     """A label beside the line ran over the sensitivity curve and out of the axes near 1."""
-    fig = threshold_figure(_predictions(threshold=0.9326))
-    fig.canvas.draw()
-    (ax,) = fig.axes
-    assert len(ax.texts) == 0
-    assert "chosen threshold 0.9326" in [t.get_text() for t in ax.get_legend().get_texts()]
+    for value, shown in ((0.9326, "0.933"), (0.99996, "0.99996")):  # never "1.00" short of 1
+        fig = threshold_figure(_predictions(threshold=value))
+        fig.canvas.draw()
+        (ax,) = fig.axes
+        assert len(ax.texts) == 0
+        assert f"chosen threshold {shown}" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cxr.data.preprocess import Preprocessing
+from cxr.evaluation.conclusions import next_step
 from cxr.evaluation.predictions import Predictions, score
 from cxr.models.card import ModelCard
 
@@ -43,3 +44,12 @@ def test_every_pair_and_class_gets_an_auroc_with_its_interval():
     for key in ("ece", "auroc_bacterial", "auroc_viral"):  # the ECE's value: test_classification
         low, high = ci[key]
         assert low < high, key
+
+
+def test_a_3_class_model_is_not_sent_to_cxr_calibrate_which_maps_binary_models_only():
+    """Its ECE is a figure now; `cxr calibrate` refuses the vector scaling a 3-class model needs."""
+    p = _three_classes()
+    s = score(p, bootstrap=50)
+    assert s["metrics"]["ece"] > 0.05  # under-confident: the interval reaches past the bound
+    step = next_step(p, s)
+    assert "calibrate" not in step and step.endswith("keep monitoring new batches.")

@@ -189,7 +189,7 @@ def next_step(p: Predictions, scores: dict) -> str:
             "the threshold again on them; the stored one does not give the sensitivity it was "
             "chosen for."
         )
-    if readable(scores) is False:
+    if p.binary and readable(scores) is False:  # `cxr calibrate` maps binary models only
         return (
             f"Next step on {p.described}: recalibrate on labelled images of this population "
             "(`cxr calibrate`); the decisions can stay as they are."

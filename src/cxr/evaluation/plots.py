@@ -15,7 +15,7 @@ from cxr.data.reader import read_image
 from cxr.errors import CxrError
 from cxr.evaluation.predictions import Predictions
 from cxr.metrics.classification import reliability_bins
-from cxr.numbers import number, percent, share
+from cxr.numbers import percent, share
 
 
 def _curves_of(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray, float | None]]:
@@ -104,7 +104,7 @@ def threshold_figure(p: Predictions) -> Figure:
     if p.binary and p.threshold:
         # in the legend, not beside the line: near 1 a label there runs over the curves
         ax.axvline(p.threshold.value, color="black", linestyle="--", linewidth=1,
-                   label=f"chosen threshold {number(p.threshold.value)}")  # fmt: skip
+                   label=f"chosen threshold {share(p.threshold.value)}")  # fmt: skip
     ax.set(xlabel=f"threshold on P({what})", ylabel="rate", title="Trade-off against threshold")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower left", fontsize=8)
