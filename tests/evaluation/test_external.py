@@ -3,6 +3,9 @@ sensitivity at its stored threshold with Wilson intervals, a refusal where the j
 the model's own radiographs, and a study whose config declares the judge reporting it."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from tests.conftest import train_tiny
@@ -41,20 +44,20 @@ def test_a_judge_holding_the_models_own_radiographs_is_refused(tiny):
         judge_model(tiny, judge, bootstrap=20)
 
 
+def _tiny_study(data, tmp_path) -> list[str]:
+    return [
+        f"data.root={data / 'chest_xray'}",
+        "data.limit=64",
+        "data.workers=0",
+        "optim.epochs=1",
+        "model.size=48",
+        f"runs_dir={tmp_path / 'runs'}",
+        "evaluation.external=covid-db",
+    ]
+
+
 def test_a_study_declaring_the_judge_reports_it_beside_the_internal_test(data, tmp_path):
-    study = run_study(
-        None,
-        [
-            f"data.root={data / 'chest_xray'}",
-            "data.limit=64",
-            "data.workers=0",
-            "optim.epochs=1",
-            "model.size=48",
-            f"runs_dir={tmp_path / 'runs'}",
-            "evaluation.external=covid-db",
-        ],
-        bootstrap=50,
-    )
+    study = run_study(None, _tiny_study(data, tmp_path), bootstrap=50)
     written = json.loads((study.run / "evaluation" / "external.json").read_text())
     again = judge_model(study.run / "model.pt", external_judge("covid-db", data), bootstrap=50)
     assert written == json.loads(json.dumps(again))  # the in-memory model = the saved one
@@ -67,3 +70,21 @@ def test_a_study_declaring_the_judge_reports_it_beside_the_internal_test(data, t
         assert shown in html, key
     low, high = written["specificity_ci95"]
     assert f"With 62 normal images the judge&#39;s specificity interval is {high - low:.2f}" in html
+
+
+def test_cxr_study_prints_the_judge_after_the_internal_test(data, tmp_path):
+    """make demo's terminal said nothing of the judge its report showed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cxr", "study", *_tiny_study(data, tmp_path), "--bootstrap", "50"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    written = json.loads((tmp_path / "runs" / "run" / "evaluation" / "external.json").read_text())
+    out = " ".join(result.stdout.split())
+    title = "external judge covid-db: 280 images of another source (62 normal, 218 pneumonia)"
+    assert out.index("internal-test") < out.index(title)
+    for key in ("auroc", "specificity"):
+        assert f"{key} │ {number(written[key])} │ {interval(written[f'{key}_ci95'])}" in out

@@ -29,6 +29,23 @@ def print_scores(p, scores: dict) -> None:
     print_operating_points(scores.get("operating_points"))
 
 
+def print_external(figures: dict) -> None:
+    """A config's external judge beside the internal test: the same figures, another source."""
+    table = Table(
+        title=escape(
+            f"external judge {figures['judge']}: {figures['images']} images of another source "
+            f"({figures['normal']} normal, {figures['pneumonia']} pneumonia), at the stored "
+            f"threshold {number(figures['threshold'])}"
+        )
+    )
+    for column in ("metric", "value", "95 % CI"):
+        table.add_column(column)
+    for key in ("auroc", "sensitivity", "specificity", "ece"):
+        exact = " (Wilson)" if key in ("sensitivity", "specificity") else ""
+        table.add_row(key, number(figures[key]), interval(figures.get(f"{key}_ci95")) + exact)
+    console.print(table)
+
+
 def print_operating_points(points: list[dict] | None) -> None:
     """Thresholds chosen on the tuning split for target sensitivities, with what they give here."""
     if not points:

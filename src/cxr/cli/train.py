@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cxr.cli.common import Bootstrap, app, console, in_file, out_folder, progress, say, warn
-from cxr.cli.render import print_cv, print_scores
+from cxr.cli.render import print_cv, print_external, print_scores
 
 Config = Annotated[Path | None, in_file("YAML config, e.g. configs/quick.yaml.")]
 
@@ -57,6 +57,8 @@ def study(
     for warning in result.evaluation.warnings:
         warn(warning)
     print_scores(result.evaluation.predictions, result.evaluation.scores)
+    if result.evaluation.external:
+        print_external(result.evaluation.external.figures)
     say(f"run folder: {result.run}")
     say(f"report: {result.report.resolve()}")
 
