@@ -294,6 +294,7 @@ def test_levers_train_on_one_split_and_are_judged_paired(data, tmp_path, monkeyp
     auroc, ci = judged[1]["auroc"], judged[1]["auroc_ci95"]
     assert f"| {number(auroc)} ({interval(ci)}) |" in rows[3]
     assert "seed 1: internal-test auroc" in result.stdout
+    assert f", covid-db auroc {auroc:.4f} (" in " ".join(result.stdout.split())  # as it trains
     for noise in ("Seed set to", "GPU available", "Trainer.fit", "logging interval", "Warning"):
         assert noise not in result.stdout + result.stderr, noise  # Lightning's chatter stays out
 

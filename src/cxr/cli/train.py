@@ -123,8 +123,9 @@ def levers_command(
 
     def said(name: str, row: dict) -> None:
         key = "auroc" if "auroc" in row["metrics"] else "macro_auroc"
-        figure, seconds = row["metrics"][key], row["wall_s"]
-        say(f"{name}: internal-test {key} {figure:.4f} ({seconds:.0f} s)")
+        figure, seconds, judged = row["metrics"][key], row["wall_s"], row.get("external")
+        beside = f", {judged['judge']} auroc {judged['auroc']:.4f}" if judged else ""
+        say(f"{name}: internal-test {key} {figure:.4f}{beside} ({seconds:.0f} s)")
 
     folder = run_levers(config, list(ctx.args), parsed, out, folds, bootstrap, on_run=said)
     console.print((folder / "levers.md").read_text(), markup=False, highlight=False)
